@@ -1,0 +1,264 @@
+"""Plain-PyTorch definitions of every bigaccel format and op.
+
+This module is the single source of truth: each packed layout is defined here,
+save/load uses these layouts, and every kernel (CPU C++, CUDA, Triton) is tested
+against these functions. Nothing here is fast; everything here is exact about
+what the formats mean.
+
+Conventions: a linear weight is ``[N, K]`` (out_features, in_features), as in
+``nn.Linear``; activations are ``[..., K]``; all arithmetic that defines a
+format is float32.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "INT8_MIN_AMAX",
+    "quantize_int8_rowwise",
+    "quantize_per_token",
+    "quantize_per_channel_int8",
+    "dequantize_int8_rowwise",
+    "INT4_GROUP_SIZES",
+    "quantize_int4",
+    "pack_int4",
+    "unpack_int4",
+    "dequantize_int4",
+    "is_2_4_sparse",
+    "compress_2_4",
+    "decompress_2_4",
+    "silu_and_mul",
+    "gelu_and_mul",
+    "gelu",
+]
+
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+# ---------------------------------------------------------------------------
+# int8, symmetric, one scale per row
+# ---------------------------------------------------------------------------
+
+INT8_MIN_AMAX = 1e-12
+"""Rows whose max |x| is smaller are scaled as if it were this, so that an
+all-zero row gives zeros and a finite scale."""
+
+
+def quantize_int8_rowwise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 quantization with one fp32 scale per row (last dim).
+
+    ``amax = max(max_k |x[..., k]|, INT8_MIN_AMAX)`` in fp32, then
+    ``q = clamp(round_half_even(x * (127 / amax)), -127, 127)`` as int8 and
+    ``scale = amax / 127``, each division one correctly rounded fp32 division
+    and the product one fp32 multiply (so backends can match it bit for bit).
+    ``x ~= q * scale``; -128 is never produced.
+
+    Returns ``(q, scale)`` with ``q`` int8 of ``x``'s shape and ``scale`` fp32 of
+    shape ``[..., 1]``.
+    """
+    xf = x.float()
+    amax = xf.abs().amax(dim=-1, keepdim=True).clamp_min(INT8_MIN_AMAX)
+    inv = _div_f32(torch.full_like(amax, 127.0), amax)
+    q = torch.round(xf * inv).clamp_(-127, 127).to(torch.int8)
+    return q, _div_f32(amax, torch.full_like(amax, 127.0))
+
+
+def _div_f32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    # The correctly rounded fp32 quotient. Computed in fp64 and rounded once more,
+    # which is exact for division (53 >= 2*24+2 bits); torch's own `scalar / t`
+    # multiplies by a reciprocal instead, and CUDA may do so for `t / scalar`.
+    return (a.double() / b.double()).float()
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic per-token quantization of activations ``[..., K]``: the rowwise
+    int8 format applied to each token. Returns ``(q int8 [..., K], scale fp32 [..., 1])``."""
+    return quantize_int8_rowwise(x)
+
+
+def quantize_per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel int8 weight ``[N, K]``: the rowwise format on each row.
+    Returns ``(q int8 [N, K], scale fp32 [N])``."""
+    q, scale = quantize_int8_rowwise(weight)
+    return q, scale.squeeze(-1)
+
+
+def dequantize_int8_rowwise(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """fp32 ``q * scale``; ``scale`` is ``[..., 1]`` or ``[N]`` (one per row)."""
+    if scale.dim() == q.dim() - 1:
+        scale = scale.unsqueeze(-1)
+    return q.float() * scale
+
+
+# ---------------------------------------------------------------------------
+# int4, group-wise along K
+# ---------------------------------------------------------------------------
+
+INT4_GROUP_SIZES = (32, 64, 128)
+
+
+def quantize_int4(
+    weight: torch.Tensor, group_size: int = 128, zero_point: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Round-to-nearest group-wise 4-bit quantization of a weight ``[N, K]``.
+
+    Each row is cut into ``K / group_size`` groups of consecutive k. Per group,
+    with ``w`` in fp32:
+
+    - ``zero_point=True`` (asymmetric): ``lo = min(w.min(), 0)``, ``hi = max(w.max(), 0)``,
+      ``scale = max(hi - lo, 1e-12) / 15``, ``zero = clamp(round(-lo / scale), 0, 15)``,
+      ``code = clamp(round(w / scale) + zero, 0, 15)``.
+    - ``zero_point=False`` (symmetric): ``scale = max(max|w|, 1e-12) / 7``, ``zero = 8``
+      (implicit), ``code = clamp(round(w / scale), -8, 7) + 8``.
+
+    Either way ``w ~= (code - zero) * scale`` with codes in 0..15 (``round`` is
+    half-to-even). Returns ``(packed, scales, zeros)``: ``packed`` uint8
+    ``[N, K/2]`` (see :func:`pack_int4`), ``scales`` fp32 ``[N, K/G]``, ``zeros``
+    uint8 ``[N, K/G]`` holding 0..15, or ``None`` when symmetric.
+    """
+    _check_int4_args(weight, group_size)
+    n, k = weight.shape
+    w = weight.float().reshape(n, k // group_size, group_size)
+    if zero_point:
+        lo = w.amin(dim=-1).clamp(max=0)
+        hi = w.amax(dim=-1).clamp(min=0)
+        scales = (hi - lo).clamp(min=1e-12) / 15
+        zeros = torch.round(-lo / scales).clamp(0, 15)
+        codes = (torch.round(w / scales[..., None]) + zeros[..., None]).clamp(0, 15)
+        zeros_out = zeros.to(torch.uint8)
+    else:
+        scales = w.abs().amax(dim=-1).clamp(min=1e-12) / 7
+        codes = torch.round(w / scales[..., None]).clamp(-8, 7) + 8
+        zeros_out = None
+    return pack_int4(codes.reshape(n, k).to(torch.uint8)), scales, zeros_out
+
+
+def pack_int4(codes: torch.Tensor) -> torch.Tensor:
+    """Pack 4-bit codes uint8 ``[N, K]`` (values 0..15, K even) into uint8 ``[N, K/2]``.
+
+    Byte ``j`` of a row holds ``k = 2j`` in its low nibble and ``k = 2j + 1`` in
+    its high nibble::
+
+        byte j:  bit 7..4 = code[2j+1]   bit 3..0 = code[2j]
+    """
+    if codes.dtype != torch.uint8 or codes.shape[-1] % 2:
+        raise ValueError(f"pack_int4 needs uint8 codes with an even last dimension, got {codes.dtype} {tuple(codes.shape)}")
+    if codes.numel() and int(codes.max()) > 15:
+        raise ValueError("pack_int4: codes must be in 0..15")
+    return codes[..., 0::2] | (codes[..., 1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`pack_int4`: uint8 ``[N, K/2]`` -> codes uint8 ``[N, K]``."""
+    low, high = packed & 0xF, packed >> 4
+    return torch.stack((low, high), dim=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+
+
+def dequantize_int4(
+    packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int
+) -> torch.Tensor:
+    """fp32 weight ``[N, K]`` = ``(code - zero) * scale`` per group (``zero = 8`` when ``zeros is None``)."""
+    codes = unpack_int4(packed).float()
+    n, k = codes.shape
+    zero = 8.0 if zeros is None else zeros.float()[..., None]
+    w = (codes.reshape(n, k // group_size, group_size) - zero) * scales.float()[..., None]
+    return w.reshape(n, k)
+
+
+def _check_int4_args(weight: torch.Tensor, group_size: int) -> None:
+    if group_size not in INT4_GROUP_SIZES:
+        raise ValueError(f"int4 group_size must be one of {INT4_GROUP_SIZES}, got {group_size}")
+    if weight.dim() != 2:
+        raise ValueError(f"int4 quantization needs a 2-D weight [N, K], got shape {tuple(weight.shape)}")
+    if weight.shape[1] % group_size:
+        raise ValueError(
+            f"int4: in_features K={weight.shape[1]} is not a multiple of group_size={group_size}; "
+            f"pick a group size that divides K or leave this layer unquantized"
+        )
+
+
+# ---------------------------------------------------------------------------
+# 2:4 semi-structured sparsity
+# ---------------------------------------------------------------------------
+
+
+def is_2_4_sparse(weight: torch.Tensor) -> bool:
+    """True when every group of 4 consecutive k in each row has at most 2 non-zeros."""
+    if weight.shape[-1] % 4:
+        return False
+    nonzero = (weight != 0).reshape(*weight.shape[:-1], -1, 4).sum(-1)
+    return bool((nonzero <= 2).all())
+
+
+def compress_2_4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compress a 2:4-sparse weight ``[N, K]`` (K a multiple of 4).
+
+    Each group of 4 along K keeps 2 positions ``i0 < i1``: its non-zeros, then
+    (when it has fewer than 2) the lowest-index zeros. Returns:
+
+    - ``values`` ``[N, K/2]``, the weight's dtype: ``w[g*4 + i0], w[g*4 + i1]`` for each group g.
+    - ``meta`` uint8 ``[N, ceil(K/8)]``: 4 bits per group, two groups per byte::
+
+          byte j:  bit 7..6 = i1 of group 2j+1   bit 5..4 = i0 of group 2j+1
+                   bit 3..2 = i1 of group 2j     bit 1..0 = i0 of group 2j
+
+      (high nibble zero when the row has an odd number of groups). This is the
+      per-group 2-bit index pair that mma.sp / CUTLASS consume; GPU backends
+      reorder it into their interleaved tile layout at conversion time.
+    """
+    if weight.dim() != 2 or weight.shape[1] % 4:
+        raise ValueError(f"2:4 needs a 2-D weight with K a multiple of 4, got shape {tuple(weight.shape)}")
+    if not is_2_4_sparse(weight):
+        raise ValueError("weight is not 2:4 sparse (a group of 4 has more than 2 non-zeros); prune it to 2:4 first")
+    n, k = weight.shape
+    groups = weight.reshape(n, k // 4, 4)
+    position = torch.arange(4, device=weight.device)
+    # Non-zeros first, then by position: the two best keys are the kept slots.
+    key = (groups != 0).to(torch.int64) * 4 + (3 - position)
+    idx = key.topk(2, dim=-1).indices.sort(dim=-1).values
+    values = groups.gather(-1, idx).reshape(n, k // 2)
+    nibbles = (idx[..., 0] | (idx[..., 1] << 2)).to(torch.uint8)
+    if nibbles.shape[1] % 2:
+        nibbles = F.pad(nibbles, (0, 1))
+    meta = nibbles[:, 0::2] | (nibbles[:, 1::2] << 4)
+    return values, meta
+
+
+def decompress_2_4(values: torch.Tensor, meta: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse of :func:`compress_2_4`: dense ``[N, k]`` in ``values``' dtype."""
+    n = values.shape[0]
+    groups = k // 4
+    nibbles = torch.stack((meta & 0xF, meta >> 4), dim=-1).reshape(n, -1)[:, :groups].long()
+    idx = torch.stack((nibbles & 3, nibbles >> 2), dim=-1)
+    dense = torch.zeros(n, groups, 4, dtype=values.dtype, device=values.device)
+    dense.scatter_(-1, idx, values.reshape(n, groups, 2))
+    return dense.reshape(n, k)
+
+
+# ---------------------------------------------------------------------------
+# Activations: computed in fp32, one rounding to the input dtype at the end
+# ---------------------------------------------------------------------------
+
+
+def _split_gate_up(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.shape[-1] % 2:
+        raise ValueError(f"gated activations need an even last dimension [..., 2*d], got {tuple(x.shape)}")
+    d = x.shape[-1] // 2
+    return x[..., :d].float(), x[..., d:].float()
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """``x = [gate | up]`` along the last dim -> ``silu(gate) * up``, ``[..., d]``."""
+    gate, up = _split_gate_up(x)
+    return (F.silu(gate) * up).to(x.dtype)
+
+
+def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``x = [gate | up]`` -> ``gelu(gate, approximate) * up``; approximate is "none" (erf) or "tanh"."""
+    gate, up = _split_gate_up(x)
+    return (F.gelu(gate, approximate=approximate) * up).to(x.dtype)
+
+
+def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """GELU computed in fp32; approximate is "none" (erf) or "tanh", as in nn.GELU."""
+    return F.gelu(x.float(), approximate=approximate).to(x.dtype)

@@ -1,0 +1,35 @@
+// Input checks shared by the op entry points (CPU and CUDA). The Python layer
+// checks first and explains the fix; these keep direct torch.ops callers safe.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include "common/dtypes.h"
+
+namespace bigaccel {
+
+inline DType float_dtype(const at::Tensor& t, const char* op, const char* arg) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return DType::F32;
+    case at::kBFloat16:
+      return DType::BF16;
+    case at::kHalf:
+      return DType::F16;
+    default:
+      TORCH_CHECK(false, "bigaccel.", op, ": ", arg, " must be float32, bfloat16 or float16, got ", t.scalar_type());
+  }
+}
+
+inline void check_device(const at::Tensor& t, c10::DeviceType device, const char* op, const char* arg) {
+  TORCH_CHECK(t.device().type() == device, "bigaccel.", op, ": ", arg, " must be on ", c10::DeviceTypeName(device, true),
+              ", got ", t.device());
+}
+
+inline void check_min_dim(const at::Tensor& t, int64_t dim, const char* op, const char* arg) {
+  TORCH_CHECK(t.dim() >= dim, "bigaccel.", op, ": ", arg, " must have at least ", dim, " dimension(s), got shape ",
+              t.sizes());
+}
+
+}  // namespace bigaccel

@@ -1,0 +1,197 @@
+// VecF: a vector of fp32 lanes for the ISA this translation unit is compiled
+// for (see isa.h). Kernels are written once against this interface:
+//
+//   VecF::kWidth, zero(), broadcast(f)
+//   load(p) / load(p, n)      from float, bf16_t or fp16_t; n < kWidth lanes, rest zero
+//   store(p) / store(p, n)    to float, bf16_t or fp16_t (round to nearest even)
+//   + - * , fma(a, b, c) = a*b+c, max, min, abs, round_even
+//   reduce_max(), reduce_add()
+//   store_int8(p) / store_int8(p, n)   lanes must already be integers in [-128, 127]
+#pragma once
+
+#include "common/dtypes.h"
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+// Operators are free functions, not in-class friends: GCC does not apply
+// `#pragma GCC target` to friend functions defined inside a class.
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+
+struct VecF {
+  static constexpr int kWidth = 16;
+  __m512 v;
+
+  static VecF zero() { return {_mm512_setzero_ps()}; }
+  static VecF broadcast(float f) { return {_mm512_set1_ps(f)}; }
+  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
+
+  static VecF load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static VecF load(const float* p, int n) { return {_mm512_maskz_loadu_ps(mask(n), p)}; }
+  static VecF widen_bf16(__m256i h) { return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))}; }
+  static VecF load(const bf16_t* p) { return widen_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static VecF load(const bf16_t* p, int n) { return widen_bf16(_mm256_maskz_loadu_epi16(mask(n), p)); }
+  static VecF load(const fp16_t* p) { return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))}; }
+  static VecF load(const fp16_t* p, int n) { return {_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask(n), p))}; }
+
+  __m256i narrow_bf16() const {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x400000)));
+    return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+  }
+  __m256i narrow_fp16() const { return _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+  void store(float* p, int n) const { _mm512_mask_storeu_ps(p, mask(n), v); }
+  void store(bf16_t* p) const { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow_bf16()); }
+  void store(bf16_t* p, int n) const { _mm256_mask_storeu_epi16(p, mask(n), narrow_bf16()); }
+  void store(fp16_t* p) const { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow_fp16()); }
+  void store(fp16_t* p, int n) const { _mm256_mask_storeu_epi16(p, mask(n), narrow_fp16()); }
+  void store_int8(int8_t* p) const { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtsepi32_epi8(_mm512_cvttps_epi32(v))); }
+  void store_int8(int8_t* p, int n) const { _mm512_mask_cvtsepi32_storeu_epi8(p, mask(n), _mm512_cvttps_epi32(v)); }
+
+  float reduce_max() const { return _mm512_reduce_max_ps(v); }
+  float reduce_add() const { return _mm512_reduce_add_ps(v); }
+};
+
+inline VecF operator+(VecF a, VecF b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline VecF operator-(VecF a, VecF b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline VecF operator*(VecF a, VecF b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VecF fma(VecF a, VecF b, VecF c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline VecF max(VecF a, VecF b) { return {_mm512_max_ps(a.v, b.v)}; }
+inline VecF min(VecF a, VecF b) { return {_mm512_min_ps(a.v, b.v)}; }
+inline VecF abs(VecF a) { return {_mm512_abs_ps(a.v)}; }
+inline VecF round_even(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+
+#elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+
+struct VecF {
+  static constexpr int kWidth = 8;
+  __m256 v;
+
+  static VecF zero() { return {_mm256_setzero_ps()}; }
+  static VecF broadcast(float f) { return {_mm256_set1_ps(f)}; }
+
+  static VecF load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static VecF load(const bf16_t* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+  }
+  static VecF load(const fp16_t* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+  // Tails go through a zeroed stack buffer: AVX2 has no masked 16-bit loads.
+  template <typename T>
+  static VecF load(const T* p, int n) {
+    T tmp[kWidth];
+    std::memset(tmp, 0, sizeof(tmp));
+    std::memcpy(tmp, p, sizeof(T) * n);
+    return load(static_cast<const T*>(tmp));
+  }
+
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+  void store(bf16_t* p) const {
+    alignas(32) float f[kWidth];
+    _mm256_store_ps(f, v);
+    for (int i = 0; i < kWidth; ++i) p[i] = to_bf16(f[i]);
+  }
+  void store(fp16_t* p) const {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  template <typename T>
+  void store(T* p, int n) const {
+    T tmp[kWidth];
+    store(static_cast<T*>(tmp));
+    std::memcpy(p, tmp, sizeof(T) * n);
+  }
+  void store_int8(int8_t* p) const {
+    const __m256i i32 = _mm256_cvttps_epi32(v);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(i16, i16));
+  }
+  void store_int8(int8_t* p, int n) const {
+    int8_t tmp[16];
+    store_int8(static_cast<int8_t*>(tmp));
+    std::memcpy(p, tmp, n);
+  }
+
+  float reduce_max() const {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+  }
+  float reduce_add() const {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+inline VecF operator+(VecF a, VecF b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VecF operator-(VecF a, VecF b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VecF operator*(VecF a, VecF b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline VecF fma(VecF a, VecF b, VecF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline VecF max(VecF a, VecF b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
+inline VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
+inline VecF round_even(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+
+#else  // portable: plain loops the compiler may vectorise for the baseline ISA
+
+struct VecF {
+  static constexpr int kWidth = 8;
+  float v[kWidth];
+
+  static VecF zero() { return broadcast(0.0f); }
+  static VecF broadcast(float f) {
+    VecF r;
+    for (int i = 0; i < kWidth; ++i) r.v[i] = f;
+    return r;
+  }
+  template <typename T>
+  static VecF load(const T* p, int n = kWidth) {
+    VecF r;
+    for (int i = 0; i < kWidth; ++i) r.v[i] = i < n ? to_float(p[i]) : 0.0f;
+    return r;
+  }
+  template <typename T>
+  void store(T* p, int n = kWidth) const {
+    for (int i = 0; i < n; ++i) from_float(v[i], p + i);
+  }
+  void store_int8(int8_t* p, int n = kWidth) const {
+    for (int i = 0; i < n; ++i) p[i] = int8_t(v[i]);
+  }
+
+  template <typename F>
+  static VecF map2(VecF a, VecF b, F f) {
+    VecF r;
+    for (int i = 0; i < kWidth; ++i) r.v[i] = f(a.v[i], b.v[i]);
+    return r;
+  }
+  float reduce_max() const {
+    float m = v[0];
+    for (int i = 1; i < kWidth; ++i) m = v[i] > m ? v[i] : m;
+    return m;
+  }
+  float reduce_add() const {
+    float s = 0.0f;
+    for (int i = 0; i < kWidth; ++i) s += v[i];
+    return s;
+  }
+};
+
+inline VecF operator+(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x + y; }); }
+inline VecF operator-(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x - y; }); }
+inline VecF operator*(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x * y; }); }
+inline VecF fma(VecF a, VecF b, VecF c) { return a * b + c; }
+inline VecF max(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x > y ? x : y; }); }
+inline VecF min(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x < y ? x : y; }); }
+inline VecF abs(VecF a) { return VecF::map2(a, a, [](float x, float) { return std::fabs(x); }); }
+inline VecF round_even(VecF a) { return VecF::map2(a, a, [](float x, float) { return std::nearbyint(x); }); }
+
+#endif
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS

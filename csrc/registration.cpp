@@ -1,0 +1,26 @@
+// CPU kernels of the bigaccel ops (declared with schemas and fakes in
+// bigaccel/ops.py) and the _C Python module with build and ISA information.
+#include <torch/extension.h>
+#include <torch/library.h>
+#include <torch/version.h>
+
+#include "common/cpu_isa.h"
+#include "quantize_per_token/quantize_per_token.h"
+
+TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { m.impl("quantize_per_token", &bigaccel::quantize_per_token_cpu); }
+
+namespace cpu = bigaccel::cpu;
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "bigaccel CPU kernels";
+  m.attr("torch_version_compiled") =
+      std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+      std::to_string(TORCH_VERSION_PATCH);
+  m.def("detected_isa", [] { return std::string(cpu::isa_name(cpu::detected_isa())); },
+        "Best instruction set the processor and OS support, among those compiled.");
+  m.def("active_isa", [] { return std::string(cpu::isa_name(cpu::active_isa())); },
+        "Instruction set the CPU kernels run with now.");
+  m.def("set_active_isa", [](const std::string& name) { cpu::set_active_isa(cpu::isa_from_name(name)); },
+        "Run the CPU kernels with this instruction set (avx512, avx2, portable); it must be supported.");
+  m.def("compiled_isas", [] { return std::vector<std::string>{"portable", "avx2", "avx512"}; });
+}

@@ -1,0 +1,19 @@
+// CUDA kernels of the bigaccel ops and the _C_cuda Python module with build
+// information. Compiled only when the CUDA extension is built.
+#include <cuda_runtime_api.h>
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include "quantize_per_token/quantize_per_token.h"
+
+#ifndef BIGACCEL_CUDA_ARCHS
+#define BIGACCEL_CUDA_ARCHS ""
+#endif
+
+TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { m.impl("quantize_per_token", &bigaccel::quantize_per_token_cuda); }
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "bigaccel CUDA kernels";
+  m.attr("compiled_archs") = std::string(BIGACCEL_CUDA_ARCHS);
+  m.attr("cuda_runtime_compiled") = CUDART_VERSION;
+}

@@ -1,0 +1,195 @@
+"""Build bigaccel's compiled extensions.
+
+bigaccel._C        CPU kernels (always built). Each kernel is compiled once per
+                   instruction set (AVX-512+VNNI, AVX2, portable) and chosen at run time.
+bigaccel._C_cuda   CUDA kernels, built when nvcc and a CUDA build of torch are present.
+
+Environment:
+  BIGACCEL_BUILD_CUDA   auto (default) | 0 | 1
+  BIGACCEL_CUDA_ARCHS   e.g. "8.0;9.0a" -> one -gencode per arch, plus PTX for the newest.
+                        Default: the visible GPU's arch, else "8.0;9.0a".
+  MAX_JOBS              parallel compile jobs (read by torch's ninja build).
+  CUDA_HOME             CUDA toolkit; default /usr/local/cuda, else found from nvcc.
+"""
+import datetime
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).resolve().parent
+BASE_VERSION = "0.1.0"
+
+
+def _find_cuda_home():
+    # torch guesses CUDA_HOME from `which nvcc`, which is wrong when nvcc is a wrapper
+    # script outside the toolkit (/usr/local/bin/nvcc here), so settle it first.
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            return os.environ[var]
+    if os.path.exists("/usr/local/cuda/bin/nvcc"):
+        return "/usr/local/cuda"
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        return str(Path(os.path.realpath(nvcc)).parent.parent)
+    return None
+
+
+_cuda_home = _find_cuda_home()
+if _cuda_home:
+    os.environ["CUDA_HOME"] = _cuda_home
+
+import torch  # noqa: E402  (after CUDA_HOME is settled)
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def _want_cuda():
+    mode = os.environ.get("BIGACCEL_BUILD_CUDA", "auto").strip().lower()
+    if mode not in ("auto", "0", "1"):
+        sys.exit(f"BIGACCEL_BUILD_CUDA must be auto, 0 or 1, not {mode!r}")
+    if mode == "0":
+        return False, "BIGACCEL_BUILD_CUDA=0"
+    problems = []
+    if torch.version.cuda is None:
+        problems.append(f"torch {torch.__version__} is not a CUDA build")
+    if not (_cuda_home and os.path.exists(os.path.join(_cuda_home, "bin", "nvcc"))):
+        problems.append("nvcc not found (set CUDA_HOME)")
+    if problems and mode == "1":
+        sys.exit("BIGACCEL_BUILD_CUDA=1 but " + "; ".join(problems))
+    return (not problems), "; ".join(problems) or "nvcc and CUDA torch found"
+
+
+def _cuda_archs():
+    spec = os.environ.get("BIGACCEL_CUDA_ARCHS", "").strip()
+    if not spec:
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            spec = f"{major}.{minor}" + ("a" if major == 9 else "")
+        else:
+            spec = "8.0;9.0a"
+    archs = []
+    for item in spec.replace(",", ";").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        number, suffix = (item[:-1], "a") if item.endswith("a") else (item, "")
+        try:
+            major, minor = (int(p) for p in number.split("."))
+        except ValueError:
+            sys.exit(f"BIGACCEL_CUDA_ARCHS: cannot read {item!r}; write archs like 8.0;8.6;9.0a")
+        archs.append((major, minor, suffix))
+    if not archs:
+        sys.exit("BIGACCEL_CUDA_ARCHS is empty")
+    return sorted(set(archs))
+
+
+def _gencode_flags(archs):
+    flags = [f"-gencode=arch=compute_{a}{b}{s},code=sm_{a}{b}{s}" for a, b, s in archs]
+    # PTX of the newest arch (without the arch-specific 'a', which would not run forward).
+    a, b, _ = archs[-1]
+    flags.append(f"-gencode=arch=compute_{a}{b},code=compute_{a}{b}")
+    return flags
+
+
+def _nvidia_wheel_includes():
+    # ATen's CUDA headers include cuBLAS/cuSPARSE headers that ship in torch's nvidia
+    # wheels, not always in the toolkit.
+    site = Path(torch.__file__).resolve().parent.parent / "nvidia"
+    return sorted(str(p) for p in site.glob("*/include") if p.is_dir())
+
+
+def _cutlass_include():
+    try:
+        import cutlass_library
+    except ImportError:
+        return None
+    path = Path(cutlass_library.__file__).parent / "source" / "include"
+    return str(path) if path.is_dir() else None
+
+
+def _sources(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(str(ROOT / "csrc" / pattern), recursive=True))
+
+
+# Host C++ that belongs to the CUDA extension is named *_cuda.cpp; all other .cpp is CPU.
+def _cpu_sources():
+    return [s for s in _sources("**/*.cpp") if not s.endswith("_cuda.cpp")]
+
+
+def _cuda_sources():
+    return _sources("**/*.cu") + _sources("**/*_cuda.cpp")
+
+
+def _write_build_info(info):
+    lines = ['"""Written by setup.py at build time; do not edit."""']
+    lines += [f"{key} = {value!r}" for key, value in info.items()]
+    (ROOT / "bigaccel" / "_build_info.py").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    build_cuda, cuda_reason = _want_cuda()
+    archs = _cuda_archs() if build_cuda else []
+    arch_names = [f"{a}.{b}{s}" for a, b, s in archs]
+    torch_mm = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    if build_cuda:
+        local = f"cu{torch.version.cuda.replace('.', '')}.torch{torch_mm}"
+    else:
+        local = f"cpu.torch{torch_mm}"
+    version = f"{BASE_VERSION}+{local}"
+
+    cxx_flags = ["-O3", "-fopenmp", "-Wall", "-Wno-unused-function"]
+    include_dirs = [str(ROOT / "csrc")]
+    ext_modules = [
+        CppExtension(
+            "bigaccel._C",
+            _cpu_sources(),
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=["-fopenmp"],
+        )
+    ]
+    if build_cuda:
+        cuda_includes = include_dirs + _nvidia_wheel_includes()
+        cutlass = _cutlass_include()
+        if cutlass:
+            cuda_includes.append(cutlass)
+        archs_define = f'-DBIGACCEL_CUDA_ARCHS="{";".join(arch_names)}"'
+        ext_modules.append(
+            CUDAExtension(
+                "bigaccel._C_cuda",
+                _cuda_sources(),
+                include_dirs=cuda_includes,
+                extra_compile_args={
+                    "cxx": ["-O3", archs_define],
+                    "nvcc": ["-O3", "--expt-relaxed-constexpr", archs_define] + _gencode_flags(archs),
+                },
+            )
+        )
+
+    _write_build_info(
+        {
+            "version": version,
+            "torch_version": torch.__version__,
+            "torch_cuda_version": torch.version.cuda,
+            "python_version": ".".join(map(str, sys.version_info[:3])),
+            "cuda_built": build_cuda,
+            "cuda_build_reason": cuda_reason,
+            "cuda_archs": arch_names,
+            "cutlass_include": _cutlass_include() is not None,
+            "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+
+    setup(
+        version=version,
+        packages=["bigaccel", "bigaccel.nn", "bigaccel.kernels"],
+        package_dir={"bigaccel": "bigaccel", "bigaccel.kernels": "kernels"},
+        ext_modules=ext_modules,
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    )
+
+
+main()
