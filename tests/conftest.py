@@ -1,0 +1,71 @@
+import os
+
+import pytest
+import torch
+
+# Triton kernels run on the CPU in Triton's interpreter when there is no GPU.
+# It must be set before triton is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import bigaccel  # noqa: E402
+from bigaccel import _extension, backends  # noqa: E402
+
+HAS_GPU = torch.cuda.is_available()
+CPU_EXT = _extension.load()["cpu"]
+ISA_ORDER = ("portable", "avx2", "avx512")
+
+
+def supported_isas() -> list[str]:
+    if not CPU_EXT.loaded:
+        return []
+    best = CPU_EXT.module.detected_isa()
+    return list(ISA_ORDER[: ISA_ORDER.index(best) + 1])
+
+
+def backend_cases(op: str) -> list:
+    """(backend, device, isa) for every backend of `op` that can run here, as pytest params."""
+    cases = []
+    for isa in supported_isas():
+        cases.append(pytest.param(("cpu", "cpu", isa), id=f"cpu-{isa}"))
+    if backends.unavailable_reason("triton", "cpu") is None:
+        cases.append(pytest.param(("triton", "cpu", None), id="triton-interpreter"))
+    cases.append(pytest.param(("reference", "cpu", None), id="reference"))
+    if HAS_GPU:
+        cases.append(pytest.param(("cuda", "cuda", None), id="cuda"))
+        cases.append(pytest.param(("triton", "cuda", None), id="triton-cuda"))
+    return cases
+
+
+@pytest.fixture
+def use_backend(monkeypatch):
+    """use_backend(backend, isa=None): run the ops through this backend (and CPU ISA) for the test."""
+    original_isa = CPU_EXT.module.active_isa() if CPU_EXT.loaded else None
+
+    def select(backend: str, isa: str | None = None):
+        monkeypatch.setenv("BIGACCEL_BACKEND", backend)
+        backends.reset()
+        if isa is not None:
+            _extension.cpu_isa(isa)
+
+    yield select
+    monkeypatch.delenv("BIGACCEL_BACKEND", raising=False)
+    backends.reset()
+    if original_isa is not None:
+        _extension.cpu_isa(original_isa)
+
+
+@pytest.fixture
+def fresh_backends():
+    backends.reset()
+    yield
+    backends.reset()
+
+
+def pytest_report_header(config):
+    info = bigaccel.info()
+    return [
+        f"bigaccel {info['version']}: cpu isa {info['cpu']['isa_in_use']}, extensions "
+        + ", ".join(f"{k}={'loaded' if v['loaded'] else 'missing'}" for k, v in info["extensions"].items())
+        + f", triton interpreter={os.environ.get('TRITON_INTERPRET') == '1'}, gpu={HAS_GPU}"
+    ]
