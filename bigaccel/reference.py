@@ -20,6 +20,8 @@ __all__ = [
     "quantize_per_token",
     "quantize_per_channel_int8",
     "dequantize_int8_rowwise",
+    "int8_mm",
+    "int8_weight_only_mm",
     "INT4_GROUP_SIZES",
     "quantize_int4",
     "pack_int4",
@@ -88,6 +90,39 @@ def dequantize_int8_rowwise(q: torch.Tensor, scale: torch.Tensor) -> torch.Tenso
     if scale.dim() == q.dim() - 1:
         scale = scale.unsqueeze(-1)
     return q.float() * scale
+
+
+def int8_mm(
+    a: torch.Tensor,
+    a_scale: torch.Tensor,
+    b: torch.Tensor,
+    b_scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """W8A8 GEMM with its epilogue: ``out[m, n] = float(acc[m, n]) * (a_scale[m] * b_scale[n]) + bias[n]``.
+
+    ``a`` int8 ``[M, K]`` (per-token quantized activations, ``a_scale`` fp32 ``[M, 1]``),
+    ``b`` int8 ``[N, K]`` (per-channel weight, ``b_scale`` fp32 ``[N]``), ``acc`` the exact
+    int32 dot product, the epilogue in fp32 (one rounding per operation, in the
+    order written), then one rounding to ``out_dtype``.
+    """
+    acc = (a.double() @ b.double().t()).float()  # exact: |acc| < 2**31 < 2**53
+    out = acc * (a_scale.float().reshape(-1, 1) * b_scale.float().reshape(1, -1))
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(out_dtype)
+
+
+def int8_weight_only_mm(
+    x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """W8A16 GEMM: ``out = (x @ b.T) * b_scale + bias`` with the int8 weight ``b`` ``[N, K]``
+    dequantized exactly, fp32 accumulation, and one rounding to ``x``'s dtype."""
+    out = (x.float() @ b.float().t()) * b_scale.float()
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
 
 
 # ---------------------------------------------------------------------------

@@ -5,9 +5,14 @@
 #include <torch/version.h>
 
 #include "common/cpu_isa.h"
+#include "int8_gemm/int8_gemm.h"
 #include "quantize_per_token/quantize_per_token.h"
 
-TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { m.impl("quantize_per_token", &bigaccel::quantize_per_token_cpu); }
+TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
+  m.impl("quantize_per_token", &bigaccel::quantize_per_token_cpu);
+  m.impl("int8_mm", &bigaccel::int8_mm_cpu);
+  m.impl("int8_weight_only_mm", &bigaccel::int8_weight_only_mm_cpu);
+}
 
 namespace cpu = bigaccel::cpu;
 

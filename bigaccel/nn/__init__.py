@@ -1,5 +1,4 @@
-"""Drop-in nn.Module replacements (Int8Linear, Int4Linear, Sparse24Linear, ...).
+"""Drop-in nn.Module replacements, one file per module family."""
+from .int8 import Int8Linear, Int8WeightOnlyLinear
 
-Each module family lives in its own file and joins bigaccel.convert as it lands.
-"""
-__all__: list[str] = []
+__all__ = ["Int8Linear", "Int8WeightOnlyLinear"]

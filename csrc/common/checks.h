@@ -9,8 +9,8 @@
 
 namespace bigaccel {
 
-inline DType float_dtype(const at::Tensor& t, const char* op, const char* arg) {
-  switch (t.scalar_type()) {
+inline DType float_dtype(at::ScalarType type, const char* op, const char* arg) {
+  switch (type) {
     case at::kFloat:
       return DType::F32;
     case at::kBFloat16:
@@ -18,8 +18,12 @@ inline DType float_dtype(const at::Tensor& t, const char* op, const char* arg) {
     case at::kHalf:
       return DType::F16;
     default:
-      TORCH_CHECK(false, "bigaccel.", op, ": ", arg, " must be float32, bfloat16 or float16, got ", t.scalar_type());
+      TORCH_CHECK(false, "bigaccel.", op, ": ", arg, " must be float32, bfloat16 or float16, got ", type);
   }
+}
+
+inline DType float_dtype(const at::Tensor& t, const char* op, const char* arg) {
+  return float_dtype(t.scalar_type(), op, arg);
 }
 
 inline void check_device(const at::Tensor& t, c10::DeviceType device, const char* op, const char* arg) {

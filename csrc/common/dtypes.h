@@ -28,6 +28,7 @@ static inline float bits_float(uint32_t u) {
 }
 
 static inline float to_float(float v) { return v; }
+static inline float to_float(int8_t v) { return float(v); }
 static inline float to_float(bf16_t v) { return bits_float(uint32_t(v.bits) << 16); }
 
 static inline float to_float(fp16_t v) {

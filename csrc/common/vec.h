@@ -7,6 +7,12 @@
 //   + - * , fma(a, b, c) = a*b+c, max, min, abs, round_even
 //   reduce_max(), reduce_add()
 //   store_int8(p) / store_int8(p, n)   lanes must already be integers in [-128, 127]
+//   load(const int8_t*), load(const int8_t*, n)   int8 widened exactly to fp32
+//
+// DotU8S8: dot products of u8 and s8 bytes into int32 lanes (VNNI vpdpbusd on
+// AVX-512, exact 16-bit widening elsewhere), for the int8 GEMMs:
+//   kBytes, Acc, zero(), load_a(const uint8_t*[, n]), load_b(const int8_t*[, n]),
+//   dot(acc, a, b), reduce(acc) -> int32
 #pragma once
 
 #include "common/dtypes.h"
@@ -33,6 +39,8 @@ struct VecF {
   static VecF load(const bf16_t* p, int n) { return widen_bf16(_mm256_maskz_loadu_epi16(mask(n), p)); }
   static VecF load(const fp16_t* p) { return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))}; }
   static VecF load(const fp16_t* p, int n) { return {_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask(n), p))}; }
+  static VecF load(const int8_t* p) { return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))))}; }
+  static VecF load(const int8_t* p, int n) { return {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask(n), p)))}; }
 
   __m256i narrow_bf16() const {
     const __m512i u = _mm512_castps_si512(v);
@@ -66,6 +74,21 @@ inline VecF min(VecF a, VecF b) { return {_mm512_min_ps(a.v, b.v)}; }
 inline VecF abs(VecF a) { return {_mm512_abs_ps(a.v)}; }
 inline VecF round_even(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
+struct DotU8S8 {
+  static constexpr int kBytes = 64;
+  using Acc = __m512i;
+  using A = __m512i;
+  using B = __m512i;
+  static __mmask64 mask(int n) { return n >= 64 ? ~__mmask64(0) : (__mmask64(1) << n) - 1; }
+  static Acc zero() { return _mm512_setzero_si512(); }
+  static A load_a(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static A load_a(const uint8_t* p, int n) { return _mm512_maskz_loadu_epi8(mask(n), p); }
+  static B load_b(const int8_t* p) { return _mm512_loadu_si512(p); }
+  static B load_b(const int8_t* p, int n) { return _mm512_maskz_loadu_epi8(mask(n), p); }
+  static Acc dot(Acc acc, A a, B b) { return _mm512_dpbusd_epi32(acc, a, b); }
+  static int32_t reduce(Acc acc) { return _mm512_reduce_add_epi32(acc); }
+};
+
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 
 struct VecF {
@@ -81,6 +104,7 @@ struct VecF {
     return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
   }
   static VecF load(const fp16_t* p) { return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))}; }
+  static VecF load(const int8_t* p) { return {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))))}; }
   // Tails go through a zeroed stack buffer: AVX2 has no masked 16-bit loads.
   template <typename T>
   static VecF load(const T* p, int n) {
@@ -139,6 +163,42 @@ inline VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
 inline VecF round_even(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
+struct DotU8S8 {
+  static constexpr int kBytes = 32;
+  using Acc = __m256i;
+  struct A {
+    __m256i lo, hi;  // 16-bit lanes: no saturation, unlike vpmaddubsw
+  };
+  using B = A;
+  static Acc zero() { return _mm256_setzero_si256(); }
+  static A load_a(const uint8_t* p) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1))};
+  }
+  static B load_b(const int8_t* p) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))};
+  }
+  template <typename T>
+  static A load_tail(const T* p, int n, A (*full)(const T*)) {
+    T tmp[kBytes];
+    std::memset(tmp, 0, sizeof(tmp));
+    std::memcpy(tmp, p, n);
+    return full(tmp);
+  }
+  static A load_a(const uint8_t* p, int n) { return load_tail<uint8_t>(p, n, &load_a); }
+  static B load_b(const int8_t* p, int n) { return load_tail<int8_t>(p, n, &load_b); }
+  static Acc dot(Acc acc, A a, B b) {
+    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(a.lo, b.lo), _mm256_madd_epi16(a.hi, b.hi)));
+  }
+  static int32_t reduce(Acc acc) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+  }
+};
+
 #else  // portable: plain loops the compiler may vectorise for the baseline ISA
 
 struct VecF {
@@ -191,6 +251,31 @@ inline VecF max(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) {
 inline VecF min(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x < y ? x : y; }); }
 inline VecF abs(VecF a) { return VecF::map2(a, a, [](float x, float) { return std::fabs(x); }); }
 inline VecF round_even(VecF a) { return VecF::map2(a, a, [](float x, float) { return std::nearbyint(x); }); }
+
+struct DotU8S8 {
+  static constexpr int kBytes = 16;
+  using Acc = int32_t;
+  template <typename T>
+  struct Bytes {
+    T v[kBytes];
+  };
+  using A = Bytes<uint8_t>;
+  using B = Bytes<int8_t>;
+  static Acc zero() { return 0; }
+  template <typename T>
+  static Bytes<T> load(const T* p, int n) {
+    Bytes<T> r;
+    for (int i = 0; i < kBytes; ++i) r.v[i] = i < n ? p[i] : T(0);
+    return r;
+  }
+  static A load_a(const uint8_t* p, int n = kBytes) { return load(p, n); }
+  static B load_b(const int8_t* p, int n = kBytes) { return load(p, n); }
+  static Acc dot(Acc acc, const A& a, const B& b) {
+    for (int i = 0; i < kBytes; ++i) acc += int32_t(a.v[i]) * int32_t(b.v[i]);
+    return acc;
+  }
+  static int32_t reduce(Acc acc) { return acc; }
+};
 
 #endif
 

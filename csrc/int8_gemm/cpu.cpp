@@ -1,0 +1,87 @@
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "common/checks.h"
+#include "common/cpu_isa.h"
+#include "int8_gemm/int8_gemm.h"
+
+BIGACCEL_DECLARE_ISA_KERNEL(void, int8_mm_cols, const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N,
+                            int64_t n_begin, int64_t n_end, const float* a_scale, const float* w_scale,
+                            const int32_t* w_sum, const float* bias, void* out, bigaccel::DType out_dtype)
+BIGACCEL_DECLARE_ISA_KERNEL(void, int8_weight_only_cols, const float* x, int64_t M, int64_t K, const int8_t* w,
+                            int64_t N, int64_t n_begin, int64_t n_end, const float* w_scale, const float* bias,
+                            void* out, bigaccel::DType out_dtype)
+
+namespace bigaccel {
+namespace {
+
+// Splits the N columns over threads in chunks of 16 (a whole number of tiles).
+template <typename Fn>
+void parallel_over_columns(int64_t N, int64_t M, int64_t K, const Fn& fn) {
+  constexpr int64_t kChunk = 16;
+  const int64_t chunks = (N + kChunk - 1) / kChunk;
+  // Small problems run on one thread: waking the pool costs more than they do.
+  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
+  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
+    fn(begin * kChunk, std::min(N, end * kChunk));
+  });
+}
+
+std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
+  if (!bias) return std::nullopt;
+  return bias->to(at::kFloat).contiguous().view({-1});
+}
+
+}  // namespace
+
+at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
+                       const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
+                       at::ScalarType out_dtype) {
+  constexpr const char* op = "int8_mm";
+  check_device(a, c10::DeviceType::CPU, op, "a");
+  TORCH_CHECK(a.scalar_type() == at::kChar, "bigaccel.int8_mm: a must be int8, got ", a.scalar_type());
+  const auto [M, N, K] = check_int8_weight(op, a, w, w_scale, bias);
+  TORCH_CHECK(a_scale.scalar_type() == at::kFloat && a_scale.numel() == M, "bigaccel.int8_mm: a_scale must be float32 ",
+              "with M=", M, " elements, got ", a_scale.scalar_type(), " ", a_scale.sizes());
+  // u8 * s8 products summed over K must fit int32.
+  TORCH_CHECK(K <= 65536, "bigaccel.int8_mm: K=", K, " is larger than the supported 65536");
+  const DType out_kind = float_dtype(out_dtype, op, "out_dtype");
+  at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
+  if (M == 0 || N == 0) return out;
+
+  // VNNI multiplies unsigned by signed bytes: shift the activations by +128.
+  const at::Tensor a_u8 = a.contiguous().view(at::kByte).bitwise_xor(128);
+  const at::Tensor w_c = w.contiguous();
+  const at::Tensor sums = w_sum ? w_sum->to(at::kInt).contiguous() : w_c.sum(1, false, at::kInt);
+  TORCH_CHECK(sums.numel() == N, "bigaccel.int8_mm: w_sum must have N=", N, " elements, got ", sums.sizes());
+  const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
+  const auto b32 = bias_f32(bias);
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
+  parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+    kernel(a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
+           w_s.data_ptr<float>(), sums.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
+           out_kind);
+  });
+  return out;
+}
+
+at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
+                                   const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int8_weight_only_mm";
+  check_device(x, c10::DeviceType::CPU, op, "x");
+  const DType out_kind = float_dtype(x, op, "x");
+  const auto [M, N, K] = check_int8_weight(op, x, w, w_scale, bias);
+  at::Tensor out = at::empty({M, N}, x.options());
+  if (M == 0 || N == 0) return out;
+  const at::Tensor x32 = x.to(at::kFloat).contiguous();
+  const at::Tensor w_c = w.contiguous(), w_s = w_scale.contiguous();
+  const auto b32 = bias_f32(bias);
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
+  parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+    kernel(x32.data_ptr<float>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
+           b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+  });
+  return out;
+}
+
+}  // namespace bigaccel

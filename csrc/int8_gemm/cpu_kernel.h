@@ -1,0 +1,69 @@
+// int8 GEMMs on CPU, written once for every ISA (see common/dot_tile.h).
+//
+// W8A8: activations arrive as u8 = int8 + 128 (VNNI multiplies u8 by s8), so
+//   sum_k a_u8 * w = acc + 128 * sum_k w, and the epilogue subtracts 128 * w_sum[n].
+//   out[m][n] = float(acc) * (a_scale[m] * w_scale[n]) + bias[n], as in the reference.
+// W8A16: fp32 activations against widened int8 weights, fp32 accumulation;
+//   out[m][n] = acc * w_scale[n] + bias[n].
+#pragma once
+
+#include "common/dot_tile.h"
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+// Enough rows of A to fill ~256 KiB of L2, a whole number of tiles.
+static inline int64_t rows_per_block(int64_t K, int64_t elem_bytes, int mr) {
+  int64_t rows = (256 * 1024) / (K * elem_bytes + 1);
+  rows -= rows % mr;
+  return rows < mr ? mr : rows;
+}
+
+template <typename T>
+static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                          int64_t n_end, const float* a_scale, const float* w_scale, const int32_t* w_sum,
+                          const float* bias, T* out) {
+  constexpr int MR = 4, NR = 4;
+  auto epi = [&](int64_t m, int64_t n, int32_t acc) {
+    const float v = float(acc - 128 * w_sum[n]) * (a_scale[m] * w_scale[n]);
+    from_float(bias ? v + bias[n] : v, out + m * N + n);
+  };
+  dot_gemm<DotU8S8, MR, NR>(a, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
+}
+
+void int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin, int64_t n_end,
+                  const float* a_scale, const float* w_scale, const int32_t* w_sum, const float* bias, void* out,
+                  DType out_dtype) {
+  switch (out_dtype) {
+    case DType::F32:
+      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<float*>(out));
+    case DType::BF16:
+      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<bf16_t*>(out));
+    case DType::F16:
+      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<fp16_t*>(out));
+  }
+}
+
+template <typename T>
+static void int8_weight_only_typed(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                                   int64_t n_end, const float* w_scale, const float* bias, T* out) {
+  constexpr int MR = 4, NR = 4;
+  auto epi = [&](int64_t m, int64_t n, float acc) {
+    const float v = acc * w_scale[n];
+    from_float(bias ? v + bias[n] : v, out + m * N + n);
+  };
+  dot_gemm<DotF32S8, MR, NR>(x, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 4, MR), epi);
+}
+
+void int8_weight_only_cols(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                           int64_t n_end, const float* w_scale, const float* bias, void* out, DType out_dtype) {
+  switch (out_dtype) {
+    case DType::F32:
+      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<float*>(out));
+    case DType::BF16:
+      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<bf16_t*>(out));
+    case DType::F16:
+      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<fp16_t*>(out));
+  }
+}
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS
