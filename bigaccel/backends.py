@@ -54,6 +54,11 @@ def ops() -> list[str]:
     return sorted(_IMPLS)
 
 
+def registered(op: str) -> list[str]:
+    """The backends that have a kernel for `op` (whether or not they can run here)."""
+    return [b for b in BACKENDS if b in _IMPLS.get(op, {})]
+
+
 def reset() -> None:
     """Forget cached choices and warnings, e.g. after changing BIGACCEL_BACKEND."""
     _CACHE.clear()

@@ -1,0 +1,84 @@
+"""Int8Linear (W8A8) and Int8WeightOnlyLinear (W8A16) as drop-in modules."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import bigaccel
+from bigaccel import reference
+from bigaccel.nn import Int8Linear, Int8WeightOnlyLinear
+
+MODULES = [Int8Linear, Int8WeightOnlyLinear]
+
+
+def _linear(k=96, n=40, bias=True, seed=0):
+    torch.manual_seed(seed)
+    return nn.Linear(k, n, bias=bias)
+
+
+@pytest.mark.parametrize("cls", MODULES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("bias", [True, False])
+def test_from_linear_is_close_to_the_float_layer(cls, dtype, bias):
+    linear = _linear(bias=bias).to(dtype)
+    layer = cls.from_linear(linear)
+    x = torch.randn(2, 3, 96).to(dtype)  # leading batch dims
+    out = layer(x)
+    assert out.dtype == dtype and out.shape == (2, 3, 40)
+    expected = linear.float()(x.float())
+    rel = ((out.float() - expected).norm() / expected.norm()).item()
+    assert rel < (0.02 if cls is Int8Linear else 0.01), rel  # int8 rounding: ~0.5-1% on random data
+    if cls is Int8WeightOnlyLinear:  # exactly the dequantized weight in a float linear
+        ref = reference.int8_weight_only_mm(x.reshape(6, 96), layer.weight, layer.weight_scale, layer.bias)
+        torch.testing.assert_close(out.reshape(6, 40), ref, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("cls", MODULES)
+def test_state_dict_round_trip_and_repr(cls):
+    layer = cls.from_linear(_linear())
+    state = layer.state_dict()
+    assert set(state) == {"weight", "weight_scale", "bias"} and state["weight"].dtype == torch.int8
+    fresh = cls(96, 40)
+    fresh.load_state_dict(state)
+    x = torch.randn(5, 96)
+    assert torch.equal(fresh(x), layer(x))  # Int8Linear's derived weight_sum follows the load
+    assert repr(layer) == f"{cls.__name__}(in_features=96, out_features=40, bias=True)"
+
+
+@pytest.mark.parametrize("cls", MODULES)
+def test_from_dynamic_quantized_reuses_the_int8_weights(cls):
+    linear = _linear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        for qconfig in (None, per_channel_dynamic_qconfig):
+            spec = {nn.Linear} if qconfig is None else {nn.Linear: qconfig}
+            quantized = quantize_dynamic(nn.Sequential(linear), spec, dtype=torch.qint8)[0]
+            layer = cls.from_dynamic_quantized(quantized)
+            w = quantized.weight()
+            assert torch.equal(layer.weight, w.int_repr())
+            deq = w.dequantize()
+            torch.testing.assert_close(layer.dequantized_weight(), deq, rtol=0, atol=0)
+            x = torch.randn(4, 96)
+            rel = (layer(x) - linear(x)).norm() / linear(x).norm()
+            assert rel < 0.02
+    with pytest.raises(TypeError, match="expects a torch.ao.nn.quantized.dynamic.Linear"):
+        cls.from_dynamic_quantized(linear)
+
+
+def test_from_linear_rejects_other_modules():
+    with pytest.raises(TypeError, match="expects an nn.Linear"):
+        Int8Linear.from_linear(nn.Conv1d(3, 3, 1))
+
+
+@pytest.mark.parametrize("cls", MODULES)
+def test_torch_compile_matches_eager(cls):
+    layer = cls.from_linear(_linear())
+    x = torch.randn(3, 7, 96)
+    eager = layer(x)
+    bigaccel.backends.reset()
+    layer(x)  # choose the backend eagerly, as a model's first call does
+    compiled = torch.compile(layer, fullgraph=True)
+    torch.testing.assert_close(compiled(x), eager, rtol=0, atol=0)

@@ -1,0 +1,137 @@
+"""int8_mm (W8A8) and int8_weight_only_mm (W8A16): every backend against the reference."""
+import pytest
+import torch
+
+import bigaccel
+from bigaccel import reference
+from tests.conftest import backend_cases
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+MS = [1, 3, 17, 64, 200]
+# N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4).
+NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099)]
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def _data(m, n, k, dtype, seed=0, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(m, k, generator=g) * 2).to(dtype)
+    w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+    w_scale = torch.rand(n, generator=g) * 0.02 + 1e-3
+    b = torch.randn(n, generator=g).to(dtype) if bias else None
+    return x, w, w_scale, b
+
+
+def _too_slow(case, m, n, k):
+    return case[0] == "triton" and case[1] == "cpu" and m * n * k > 2_000_000  # the interpreter is numpy
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_mm"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("nk", NKS, ids=str)
+@pytest.mark.parametrize("m", MS)
+def test_w8a8_matches_reference(case, dtype, nk, m, use_backend):
+    n, k = nk
+    if _too_slow(case, m, n, k):
+        pytest.skip("too large for the Triton interpreter")
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, w, w_scale, b = _data(m, n, k, dtype, seed=m + n)
+    out = bigaccel.ops.int8_linear(x.to(device), w.to(device), w_scale.to(device), None, b.to(device)).cpu()
+    a, a_scale = reference.quantize_per_token(x)
+    ref = reference.int8_mm(a, a_scale, w, w_scale, b, dtype)
+    assert out.dtype == dtype and out.shape == (m, n)
+    # Same int32 accumulator everywhere; the epilogue's fp32 rounding (FMA or not) and the
+    # final rounding to `dtype` may differ by an ulp each: 2 ulps of the magnitudes involved.
+    mag = (a.double() @ w.double().t()).abs() * (a_scale * w_scale).double() + b.double().abs()
+    tol = 2 * torch.finfo(dtype).eps * mag + 1e-30
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("nk", NKS, ids=str)
+@pytest.mark.parametrize("m", MS)
+def test_w8a16_matches_reference(case, dtype, nk, m, use_backend):
+    n, k = nk
+    if _too_slow(case, m, n, k):
+        pytest.skip("too large for the Triton interpreter")
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, w, w_scale, b = _data(m, n, k, dtype, seed=m * n)
+    out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
+    ref = reference.int8_weight_only_mm(x, w, w_scale, b)
+    assert out.dtype == dtype and out.shape == (m, n)
+    # fp32 sums of K products in another order differ by at most ~K*eps*sum|x*w| (times the
+    # scale); then one rounding to `dtype` each side.
+    sum_abs = (x.double().abs() @ w.double().abs().t()) * w_scale.double()
+    tol = k * EPS32 * sum_abs + 2 * torch.finfo(dtype).eps * (ref.double().abs() + b.double().abs())
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_mm"))
+def test_no_bias_empty_batch_and_non_contiguous(case, use_backend):
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, w, w_scale, _ = _data(6, 20, 66, torch.float32)
+    x, w, w_scale = x.to(device), w.to(device), w_scale.to(device)
+    wide = torch.randn(6, 132, device=device)
+    x_strided = wide[:, ::2]  # non-contiguous, must work
+    for fn in (bigaccel.ops.int8_linear, bigaccel.ops.int8_weight_only_linear):
+        torch.testing.assert_close(fn(x_strided, w, w_scale), fn(x_strided.contiguous(), w, w_scale), rtol=0, atol=0)
+        assert fn(x[:0], w, w_scale).shape == (0, 20)
+        assert fn(x.reshape(2, 3, 66), w, w_scale).shape == (2, 3, 20)
+    out = bigaccel.ops.int8_linear(x, w, w_scale).cpu()
+    a, s = reference.quantize_per_token(x.cpu())
+    torch.testing.assert_close(out, reference.int8_mm(a, s, w.cpu(), w_scale.cpu()), rtol=2 * EPS32, atol=1e-6)
+
+
+def test_w8a8_error_is_the_quantization_error():
+    """Against the float layer, our error equals the reference's for the same quantization."""
+    g = torch.Generator().manual_seed(5)
+    x, w_f = torch.randn(32, 512, generator=g), torch.randn(64, 512, generator=g) / 20
+    w, w_scale = reference.quantize_per_channel_int8(w_f)
+    exact = x.double() @ w_f.double().t()
+    ours = bigaccel.ops.int8_linear(x, w, w_scale).double()
+    a, s = reference.quantize_per_token(x)
+    ref = reference.int8_mm(a, s, w, w_scale).double()
+    assert (ours - exact).norm() <= (ref - exact).norm() * (1 + 1e-6)
+    assert (ours - exact).norm() / exact.norm() < 0.02  # int8 x int8 on Gaussian data: ~1%
+
+
+def test_opcheck():
+    x, w, w_scale, b = _data(5, 24, 40, torch.float32)
+    a, a_scale = reference.quantize_per_token(x)
+    for out_dtype in (torch.float32, torch.bfloat16):
+        torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, None, b, out_dtype))
+    torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32)))
+    torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x.bfloat16(), w, w_scale, b.bfloat16()))
+    torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x, w, w_scale))
+
+
+@pytest.mark.parametrize(
+    "fn", [bigaccel.ops.int8_linear, bigaccel.ops.int8_weight_only_linear], ids=["w8a8", "w8a16"]
+)
+def test_bad_input_is_explained(fn):
+    x, w, w_scale, b = _data(4, 8, 16, torch.float32)
+    with pytest.raises(ValueError, match="K mismatch: the input's last dimension is 15"):
+        fn(x[:, :15], w, w_scale)
+    with pytest.raises(TypeError, match="must be float32, bfloat16 or float16"):
+        fn(x.double(), w, w_scale)
+    with pytest.raises(TypeError, match="weight must be int8"):
+        fn(x, w.float(), w_scale)
+    with pytest.raises(ValueError, match="bias must have 8 elements"):
+        fn(x, w, w_scale, *([None] if fn is bigaccel.ops.int8_linear else []), torch.zeros(7))
+    with pytest.raises(ValueError, match="is on meta"):
+        fn(x, w.to("meta"), w_scale)
+
+
+def test_cpp_kernels_check_direct_callers():
+    x, w, w_scale, _ = _data(4, 8, 16, torch.float32)
+    a, a_scale = reference.quantize_per_token(x)
+    if not bigaccel._extension.load()["cpu"].loaded:
+        pytest.skip("no C++ CPU extension")
+    with pytest.raises(RuntimeError, match="K mismatch"):
+        torch.ops.bigaccel.int8_mm(a[:, :8], a_scale, w, w_scale)
+    with pytest.raises(RuntimeError, match="out_dtype must be float32, bfloat16 or float16"):
+        torch.ops.bigaccel.int8_mm(a, a_scale, w, w_scale, None, None, torch.int32)
