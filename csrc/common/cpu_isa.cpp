@@ -50,6 +50,15 @@ Isa detected_isa() {
   return isa;
 }
 
+bool has_avx512_bf16() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool bf16 = __builtin_cpu_supports("avx512bf16");
+  return bf16 && active_isa() == Isa::Avx512;
+#else
+  return false;
+#endif
+}
+
 Isa active_isa() { return static_cast<Isa>(active().load(std::memory_order_relaxed)); }
 
 void set_active_isa(Isa isa) {

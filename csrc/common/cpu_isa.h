@@ -14,6 +14,7 @@ Isa isa_from_name(const std::string& name);  // throws on an unknown name
 Isa detected_isa();
 Isa active_isa();
 void set_active_isa(Isa isa);  // throws if the processor does not support it
+bool has_avx512_bf16();         // the AVX-512 tier is active and the CPU has AVX512_BF16
 
 // Picks one of three per-ISA implementations of a kernel for the active ISA.
 template <typename Fn>

@@ -7,6 +7,11 @@
 // every function its own mangled name per ISA, so the linker can never merge
 // an AVX-512 copy of an inline function into the portable path.
 //
+// The AVX-512 tier may also use AVX512_BF16 instructions, but only in code that
+// runs after cpu::has_avx512_bf16() said yes (Ice Lake has VNNI but not BF16);
+// compilers emit those instructions only for intrinsics and __bf16, which
+// nothing else here uses.
+//
 // Rules for code after this header: include no torch, ATen or standard
 // library headers (they would be compiled for the ISA and could be merged),
 // and call no std:: templates.
@@ -41,11 +46,11 @@
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi2"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c,bmi2"))), apply_to = function)
 #define BIGACCEL_ISA_POP _Pragma("clang attribute pop")
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c,bmi2")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c,bmi2")
 // GCC 12's own _mm512_reduce_* trip this warning; it is a false positive.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define BIGACCEL_ISA_POP _Pragma("GCC pop_options")

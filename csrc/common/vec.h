@@ -13,6 +13,8 @@
 // AVX-512, exact 16-bit widening elsewhere), for the int8 GEMMs:
 //   kBytes, Acc, zero(), load_a(const uint8_t*[, n]), load_b(const int8_t*[, n]),
 //   dot(acc, a, b), reduce(acc) -> int32
+// DotBF16S8 (AVX-512 only, needs AVX512_BF16): bf16 activations x int8 weights
+// converted to bf16 (exact), vdpbf16ps into fp32 lanes.
 #pragma once
 
 #include "common/dtypes.h"
@@ -87,6 +89,27 @@ struct DotU8S8 {
   static B load_b(const int8_t* p, int n) { return _mm512_maskz_loadu_epi8(mask(n), p); }
   static Acc dot(Acc acc, A a, B b) { return _mm512_dpbusd_epi32(acc, a, b); }
   static int32_t reduce(Acc acc) { return _mm512_reduce_add_epi32(acc); }
+};
+
+struct DotBF16S8 {
+  static constexpr int kBytes = 32;
+  using Acc = __m512;
+  using A = __m512bh;
+  using B = __m512bh;
+  static __mmask32 mask(int n) { return n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1; }
+  static Acc zero() { return _mm512_setzero_ps(); }
+  static A load_a(const bf16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static A load_a(const bf16_t* p, int n) { return (__m512bh)_mm512_maskz_loadu_epi16(mask(n), p); }
+  static B widen(__m256i bytes) {
+    const __m512i i16 = _mm512_cvtepi8_epi16(bytes);
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(i16)));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(i16, 1)));
+    return _mm512_cvtne2ps_pbh(hi, lo);  // exact: |w| <= 128 needs 8 bits
+  }
+  static B load_b(const int8_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static B load_b(const int8_t* p, int n) { return widen(_mm256_maskz_loadu_epi8(mask(n), p)); }
+  static Acc dot(Acc acc, A a, B b) { return _mm512_dpbf16_ps(acc, a, b); }
+  static float reduce(Acc acc) { return _mm512_reduce_add_ps(acc); }
 };
 
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2

@@ -12,6 +12,13 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int8_weight_only_cols, const float* x, int64_t
                             int64_t N, int64_t n_begin, int64_t n_end, const float* w_scale, const float* bias,
                             void* out, bigaccel::DType out_dtype)
 
+#if defined(__x86_64__)
+namespace bigaccel::avx512 {
+void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                                int64_t n_end, const float* w_scale, const float* bias, bf16_t* out);
+}
+#endif
+
 namespace bigaccel {
 namespace {
 
@@ -73,9 +80,21 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   const auto [M, N, K] = check_int8_weight(op, x, w, w_scale, bias);
   at::Tensor out = at::empty({M, N}, x.options());
   if (M == 0 || N == 0) return out;
-  const at::Tensor x32 = x.to(at::kFloat).contiguous();
   const at::Tensor w_c = w.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
+#if defined(__x86_64__)
+  if (out_kind == DType::BF16 && cpu::has_avx512_bf16()) {
+    const at::Tensor x_c = x.contiguous();
+    const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
+    auto* op = static_cast<bf16_t*>(out.data_ptr());
+    parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+      avx512::int8_weight_only_bf16_cols(xp, M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
+                                         b32 ? b32->data_ptr<float>() : nullptr, op);
+    });
+    return out;
+  }
+#endif
+  const at::Tensor x32 = x.to(at::kFloat).contiguous();
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
   parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
