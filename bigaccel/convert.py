@@ -151,8 +151,10 @@ def _build_error(layer: _Layer, config: ConvertConfig, exc: Exception) -> Conver
                            f"The model was left unchanged.")
 
 
-def _plan_stage(plan: _Plan, config: ConvertConfig, stage: int, filter_fn, build: Callable) -> None:
-    """Decide, then build, every layer of one recipe; nothing touches the user's model."""
+def _plan_stage(plan: _Plan, config: ConvertConfig, stage: int, filter_fn, build: Callable,
+                skip_rules: bool = True) -> None:
+    """Decide, then build, every layer of one recipe; nothing touches the user's model.
+    skip_rules=False (bigaccel.load) takes every layer filter_fn chooses that can be converted."""
     chosen = []
     for name, module, root in list(plan.walk()):
         if not config.is_candidate(module):
@@ -160,8 +162,10 @@ def _plan_stage(plan: _Plan, config: ConvertConfig, stage: int, filter_fn, build
         reason = None
         if filter_fn is not None and not filter_fn(module, name):
             reason = "excluded by filter_fn"
-        reason = reason or config.skip_reason(module, name) or plan.structural_reason(name, module, root)
-        if reason is None and _weight_numel(module) < config.min_weight_numel:
+        if skip_rules:
+            reason = reason or config.skip_reason(module, name) or plan.structural_reason(name, module, root)
+        already_int8 = callable(getattr(module, "weight", None))  # quantize_dynamic: no float to keep
+        if reason is None and skip_rules and not already_int8 and _weight_numel(module) < config.min_weight_numel:
             reason = (f"too small to gain: {_weight_numel(module)} weights < min_weight_numel="
                       f"{config.min_weight_numel}")
         reason = reason or config.unsupported_reason(module)
@@ -253,7 +257,8 @@ def convert(
     plan = _Plan(model)
     for stage, config in enumerate(configs):
         _plan_stage(plan, config, stage, filter_fn, lambda c, m: c.build(m))
-    report.layers = [layer.report for layer in plan.layers]
+    order = {name: i for i, (name, _, _) in enumerate(plan.walk())}  # model order, nested rows after their parent
+    report.layers = sorted((layer.report for layer in plan.layers), key=lambda r: order.get(r.name, len(order)))
     for layer in plan.layers:  # now that later recipes have converted inside the new modules
         if layer.new is not None:
             layer.report.bytes_after = module_bytes(layer.new)
@@ -315,7 +320,7 @@ def rebuild(model: nn.Module, history: list[dict], config_types: dict) -> Callab
                 raise ConversionError(f"the model does not match the checkpoint: {name!r} is a {_type_name(module)}, "
                                       f"the checkpoint's was a {layer['from']}")
         only = set(wanted)
-        _plan_stage(plan, config, stage, lambda m, n: n in only, lambda c, m: c.build_structure(m))
+        _plan_stage(plan, config, stage, lambda m, n: n in only, lambda c, m: c.build_structure(m), skip_rules=False)
         for l in plan.layers:
             if l.stage == stage and l.report.name in only and l.new is None:
                 raise ConversionError(f"the model does not match the checkpoint: {l.report.name!r} cannot take the "

@@ -73,7 +73,8 @@ class ConvertConfig:
         weight directly).
     skip_names: fnmatch patterns of fully qualified names to leave alone ("lm_head", "*.mlp.*").
     filter_fn: (module, name) -> bool, False leaves the layer alone.
-    min_weight_numel: layers with fewer weights are skipped as too small to gain.
+    min_weight_numel: layers with fewer weights are skipped as too small to gain
+        (except quantize_dynamic layers, which are int8 already).
     skip_tied: skip layers whose weight is also used by another module (a tied lm_head):
         converting one user would untie them and store the weight twice.
     """
@@ -295,11 +296,12 @@ class FuseActivationsConfig(ConvertConfig):
         return type(module) in self.module_types or _is_gated_mlp(module)
 
     def unsupported_reason(self, module):
-        check = getattr(_nn_class("FusedGatedMLP"), "unsupported_reason", None)
-        return check(module) if check is not None else None
+        from .nn.mlp import why_not_fusable
+
+        return why_not_fusable(module)
 
     def build(self, module):
-        return _nn_class("FusedGatedMLP").from_module(module)
+        return _nn_class("FusedGatedMLP").from_module(module, strict=True)
 
 
 CONFIG_TYPES: dict[str, type[ConvertConfig]] = {

@@ -43,6 +43,10 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
     state = model.state_dict()
     tensors, aliases, views, storages = {}, {}, {}, set()
     for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.is_quantized:
+            raise TypeError(f"bigaccel.save: {name!r} is a {type(tensor).__name__ if not isinstance(tensor, torch.Tensor) else 'quantized tensor'}, "
+                            f"which safetensors cannot hold (a torch.ao quantized module?); convert that layer "
+                            f"with bigaccel.convert first")
         t = tensor.detach()
         storage = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
         view = (*storage, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
