@@ -1,4 +1,4 @@
-"""The `bigaccel` command: `bigaccel info [--json]`, `bigaccel demo`."""
+"""The `bigaccel` command: `bigaccel info [--json]`, `bigaccel demo` (see bigaccel/demo.py), `bigaccel bench`."""
 from __future__ import annotations
 
 import argparse
@@ -53,30 +53,32 @@ def _time(fn, repeat: int = 20) -> float:
 
 
 def cmd_demo(args) -> int:
-    import torch
+    from .demo import run_demo
 
-    import bigaccel
-    from bigaccel import backends, reference
+    return run_demo(args)
 
-    torch.manual_seed(0)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"bigaccel {bigaccel.__version__} demo on {device}\n")
-    print(f"per-token int8 quantization of a random activation batch [{args.tokens}, {args.hidden}]:")
-    print(f"  {'dtype':<9} {'backend':<10} {'matches reference':<18} {'rel. error':<11} {'time':>9} {'reference':>10}")
-    for dtype in (torch.float32, torch.bfloat16):
-        x = torch.randn(args.tokens, args.hidden, device=device, dtype=dtype)
-        backend = backends.choose("quantize_per_token", device).backend
-        q, scale = bigaccel.ops.quantize_per_token(x)
-        q_ref, scale_ref = reference.quantize_per_token(x)
-        exact = torch.equal(q, q_ref) and torch.equal(scale, scale_ref)
-        err = ((q.float() * scale - x.float()).norm() / x.float().norm()).item()
-        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-        t = _time(lambda: (bigaccel.ops.quantize_per_token(x), sync()))
-        t_ref = _time(lambda: (reference.quantize_per_token(x), sync()))
-        print(f"  {str(dtype).replace('torch.', ''):<9} {backend:<10} {str(exact):<18} {err:<11.2e} "
-              f"{t * 1e6:>7.0f}us {t_ref * 1e6:>8.0f}us")
-    print("\n(`bigaccel info` shows which backend runs each op and why.)")
-    return 0
+
+def _import_bench_runner():
+    """bench/ lives in the source tree (it is not in the wheel): find it next to
+    this package (editable install) or in the current directory."""
+    import importlib
+    import os
+
+    for root in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.getcwd()):
+        if os.path.isfile(os.path.join(root, "bench", "runner.py")):
+            if root not in sys.path:
+                sys.path.insert(0, root)
+            return importlib.import_module("bench.runner")
+    return None
+
+
+def cmd_bench(args) -> int:
+    runner = _import_bench_runner()
+    if runner is None:
+        print("bigaccel bench: the benchmark suite (bench/) is in bigaccel's source tree, not in the wheel; "
+              "run this from a clone of the repository (pip install -e .)", file=sys.stderr)
+        return 2
+    return runner.main_from_cli(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,10 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="show what is built and which backend each op uses")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("demo", help="run the ops on a random batch and compare them with the reference")
-    p.add_argument("--tokens", type=int, default=256)
-    p.add_argument("--hidden", type=int, default=4096)
+    p = sub.add_parser("demo", help="convert a small Llama-style model with each recipe and compare it with fp32")
+    p.add_argument("--layers", type=int, default=2, help="decoder layers (default 2)")
+    p.add_argument("--hidden", type=int, default=512, help="hidden size, a multiple of 64 (default 512)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seq", type=int, default=64)
+    p.add_argument("--repeat", type=int, default=3, help="timed forward passes per measurement (x4 for 1 token)")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("bench", help="benchmark the ops against torch baselines and this machine's limits")
+    p.add_argument("--op", action="append", help="op family to run (repeatable): a bench/cases module or e2e")
+    p.add_argument("--quick", action="store_true", help="fewer shapes and M values, short timing (CI)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--save", action="store_true", help="write the results to bench/results/<machine>-<date>.json")
+    p.add_argument("--plot", metavar="FILE.png", help="plot speedup vs M (needs matplotlib)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: every CPU available)")
+    p.add_argument("--e2e-model", choices=["tiny", "small", "llama2-7b"],
+                   help="end-to-end model (default: llama2-7b on GPU, small on CPU, tiny with --quick)")
+    p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     return args.func(args)
 
