@@ -281,8 +281,21 @@ def convert(
         raise ConversionError(f"bigaccel.convert: the converted model failed on the calibration inputs "
                               f"({type(exc).__name__}: {exc}); the model was left unchanged") from exc
     _record(model, configs, plan)
+    _choose_backends(plan)
     report.model_bytes_after = module_bytes(model)
     return report
+
+
+def _choose_backends(plan: _Plan) -> None:
+    """Pick each op's backend for the devices of the new modules now, as their first
+    call would: torch.compile(fullgraph=True) cannot trace that choice."""
+    from . import backends
+
+    devices = {t.device.type for layer in plan.layers if layer.new is not None
+               for t in (*layer.new.parameters(), *layer.new.buffers())}
+    for device in devices & {"cpu", "cuda"}:
+        for op in backends.ops():
+            backends.get(op, torch.device(device))
 
 
 def _record(model: nn.Module, configs: list[ConvertConfig], plan: _Plan) -> None:

@@ -225,11 +225,11 @@ def test_fuse_activations_combined_with_int8():
     assert 0 < rel_error(model(x), ref) < 0.05
 
 
-def test_torch_compile_fullgraph_matches_eager():
+def test_torch_compile_fullgraph_matches_eager(fresh_backends):
     model, x = mlp(), torch.randn(3, 64)
-    bigaccel.convert(model, "int8")
-    eager = model(x)  # the first call also chooses the backends, outside the graph
-    torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), eager, rtol=0, atol=0)
+    bigaccel.convert(model, "int8")  # chooses the backends (outside any graph), as a first call would
+    compiled = torch.compile(model, fullgraph=True)(x)
+    torch.testing.assert_close(compiled, model(x), rtol=0, atol=0)
     # A transformer: attention, norms and rotary traced around the opaque bigaccel ops. Inference
     # only (no_grad): the int8 ops are not differentiable. aot_eager keeps the test fast on 2 cores
     # and exact (inductor reorders the float math around the ops, by ~1 ulp).
