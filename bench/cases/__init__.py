@@ -1,0 +1,48 @@
+"""One module per op family. Each defines:
+
+    FAMILY = "name"                      # what --op selects
+    def cases(cfg: BenchConfig) -> list[Case]
+    def notes(cfg: BenchConfig) -> list[str]      # optional: what was skipped and why
+
+shrinking its shapes when cfg.toy is set (the harness's own tests), and may
+return no cases when its ops are not in this build (saying so in
+notes). A new op joins the suite by adding a module here; nothing else changes.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+
+@dataclass
+class BenchConfig:
+    device: str = "cpu"
+    quick: bool = False
+    toy: bool = False  # tiny shapes, for tests of the harness itself (numbers meaningless)
+
+    @property
+    def ms(self) -> list[int]:
+        if self.toy:
+            return [1, 3]
+        return [1, 16, 256] if self.quick else [1, 4, 16, 64, 256, 1024]
+
+    @property
+    def dtypes(self) -> dict[str, torch.dtype]:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def families() -> dict[str, ModuleType]:
+    """Every cases module, by FAMILY, in file-name order."""
+    found = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found[module.FAMILY] = module
+    return found
+
+
+def notes(module: ModuleType, cfg: BenchConfig) -> list[str]:
+    return module.notes(cfg) if hasattr(module, "notes") else []

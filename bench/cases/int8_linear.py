@@ -1,0 +1,184 @@
+"""int8 linear layers: W8A8 dynamic (bigaccel.ops.int8_linear) and W8A16
+(bigaccel.ops.int8_weight_only_linear) against what a user would otherwise run:
+fp32 and bf16 F.linear, torch.ao quantize_dynamic (CPU, fp32 only),
+torch._int_mm (raw int8 GEMM, no quantization: the int8 rate torch offers),
+torch._weight_int8pack_mm (torch's W8A16), and torchao when installed.
+
+Weights rotate through copies whose total exceeds the cache; activations do not
+(in a model they were just written, so they are in cache).
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+import bigaccel
+from bigaccel import reference
+
+from ..case import Case, Skip, gemm_case_size
+from ..timing import Rotation, copies_to_exceed_cache
+
+FAMILY = "int8_linear"
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
+QUICK_SHAPES = [(2048, 2048)]
+_DTYPE_BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
+
+
+@functools.lru_cache(maxsize=1)
+def _weight(n: int, k: int, device: str) -> torch.Tensor:
+    return torch.randn(n, k, device=device) / k**0.5
+
+
+@functools.lru_cache(maxsize=1)
+def _int8_weight(n: int, k: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    q, scale = reference.quantize_per_channel_int8(_weight(n, k, device))
+    return q, scale, q.sum(1, dtype=torch.int32)
+
+
+def _rotated(fn, make_copy, nbytes: float, device: str, cap: int = 4096) -> Rotation:
+    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
+
+
+def _x(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.randn(m, k, device=device).to(dtype)
+
+
+def _float_linear(m, n, k, dtype, device):
+    def setup():
+        w = _weight(n, k, device).to(dtype)
+        return _rotated(lambda x, w: F.linear(x, w), lambda: (_x(m, k, dtype, device), w.clone()),
+                        w.numel() * w.element_size(), device)
+    return setup
+
+
+def _quantize_dynamic(m, n, k, device):
+    def setup():
+        if device != "cpu":
+            raise Skip("torch.ao quantize_dynamic runs on CPU only")
+        from torch.ao.quantization import quantize_dynamic
+
+        linear = torch.nn.Linear(k, n, bias=False)
+        linear.weight.data = _weight(n, k, device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.backends.quantized.engine = "x86"  # fbgemm with x86 heuristics
+            layer = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8)
+        x = _x(m, k, torch.float32, device)
+        return _rotated(lambda x, layer: layer(x), lambda: (x, copy.deepcopy(layer)), n * k, device, cap=64)
+    return setup
+
+
+def _int_mm(m, n, k, device):
+    def setup():
+        q = _int8_weight(n, k, device)[0]
+        a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
+        try:
+            torch._int_mm(a, q.t())
+        except RuntimeError as exc:
+            raise Skip(f"torch._int_mm: {str(exc).splitlines()[0]}") from None
+        return _rotated(lambda a, q: torch._int_mm(a, q.t()), lambda: (a, q.clone()), n * k, device)
+    return setup
+
+
+def _weight_int8pack_mm(m, n, k, dtype, device):
+    def setup():
+        q, scale, _ = _int8_weight(n, k, device)
+        x, s = _x(m, k, dtype, device), scale.to(dtype)
+        try:
+            torch._weight_int8pack_mm(x, q, s)
+        except (RuntimeError, AttributeError) as exc:
+            raise Skip(f"torch._weight_int8pack_mm: {str(exc).splitlines()[0]}") from None
+        return _rotated(torch._weight_int8pack_mm, lambda: (x, q.clone(), s), n * k, device)
+    return setup
+
+
+def _bigaccel(op, m, n, k, dtype, device):
+    def setup():
+        q, scale, wsum = _int8_weight(n, k, device)
+        x = _x(m, k, dtype, device)
+        if op == "W8A8":
+            fn = lambda x, q, s, ws: bigaccel.ops.int8_linear(x, q, s, ws)  # noqa: E731
+            return _rotated(fn, lambda: (x, q.clone(), scale, wsum), n * k, device)
+        return _rotated(bigaccel.ops.int8_weight_only_linear, lambda: (x, q.clone(), scale), n * k, device)
+    return setup
+
+
+def _torchao(op, m, n, k, dtype, device):
+    """torchao's int8 layers via quantize_(); its config names changed across versions."""
+    def setup():
+        try:
+            from torchao.quantization import quantize_
+            import torchao.quantization as tq
+
+            if op == "W8A16":
+                config = getattr(tq, "Int8WeightOnlyConfig", None) or tq.int8_weight_only
+            else:
+                config = getattr(tq, "Int8DynamicActivationInt8WeightConfig", None) or tq.int8_dynamic_activation_int8_weight
+            model = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype))
+            model[0].weight.data = _weight(n, k, device).to(dtype)
+            quantize_(model, config())
+            x = _x(m, k, dtype, device)
+            model(x)
+        except Exception as exc:  # an optional extra: any failure is a skip, with the reason
+            raise Skip(f"torchao {op}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        return _rotated(lambda x, mod: mod(x), lambda: (x, copy.deepcopy(model)), n * k, device, cap=64)
+    return setup
+
+
+def notes(cfg) -> list[str]:
+    out = []
+    if importlib.util.find_spec("torchao") is None:
+        out.append("torchao is not installed: its int8 layers are not compared (pip install torchao)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        out.append("bitsandbytes is not installed: LLM.int8() is not compared")
+    elif cfg.device != "cuda":
+        out.append("bitsandbytes is compared on GPU only")
+    out.append("torch._int_mm is a raw int8 x int8 -> int32 GEMM (no quantization, no scales): the int8 rate torch offers")
+    return out
+
+
+def cases(cfg) -> list[Case]:
+    dev, out = cfg.device, []
+    have_torchao = importlib.util.find_spec("torchao") is not None
+    for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
+        shape = f"{n}x{k}"
+        for m in cfg.ms:
+            def case(op, impl, dtype, compute, setup, w_bytes, out_bytes=None, baselines=(), headline=()):
+                x_bytes = _DTYPE_BYTES[dtype]
+                flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, out_bytes or x_bytes)
+                return Case(FAMILY, op, impl, dtype, shape, m, flops, nbytes, compute, setup,
+                            tuple(baselines), tuple(headline), dev)
+
+            # Baselines first, so pytest-benchmark can compute speedups as it goes.
+            for d, dt in cfg.dtypes.items():
+                out.append(case("linear", "F.linear", d, d, _float_linear(m, n, k, dt, dev), _DTYPE_BYTES[d]))
+            if dev == "cpu":
+                out.append(case("W8A8", "quantize_dynamic", "fp32", "int8", _quantize_dynamic(m, n, k, dev), 1))
+            out.append(case("int8 GEMM", "torch._int_mm", "int8", "int8", _int_mm(m, n, k, dev), 1, out_bytes=4))
+            for d, dt in cfg.dtypes.items():
+                out.append(case("W8A16", "torch._weight_int8pack_mm", d, d, _weight_int8pack_mm(m, n, k, dt, dev), 1))
+            torchao = []
+            if have_torchao:
+                for d, dt in cfg.dtypes.items():
+                    for op in ("W8A8", "W8A16"):
+                        out.append(case(op, f"torchao {op}", d, "int8" if op == "W8A8" else d,
+                                        _torchao(op, m, n, k, dt, dev), 1))
+                        torchao.append((op, d, out[-1].name))
+            for d, dt in cfg.dtypes.items():
+                other = "bf16" if d == "fp32" else "fp32"
+                ao = [name for op, dd, name in torchao if dd == d]
+                w8a8 = [f"F.linear {d}", f"F.linear {other}", "torch._int_mm int8"] + (
+                    ["quantize_dynamic fp32"] if d == "fp32" and dev == "cpu" else []) + [a for a in ao if "W8A8" in a]
+                out.append(case("W8A8", "bigaccel", d, "int8", _bigaccel("W8A8", m, n, k, dt, dev), 1, baselines=w8a8,
+                                headline=[f"F.linear {d}", "quantize_dynamic fp32" if d == "fp32" and dev == "cpu"
+                                          else "torch._int_mm int8"]))
+                w8a16 = [f"F.linear {d}", f"F.linear {other}", f"torch._weight_int8pack_mm {d}"] + [
+                    a for a in ao if "W8A16" in a]
+                out.append(case("W8A16", "bigaccel", d, d, _bigaccel("W8A16", m, n, k, dt, dev), 1, baselines=w8a16,
+                                headline=[f"F.linear {d}", f"torch._weight_int8pack_mm {d}"]))
+    return out

@@ -1,0 +1,132 @@
+"""Markdown benchmark tables from bench/results/*.json; the README's are made here.
+
+    python bench/report.py                       # print the tables of the newest results file
+    python bench/report.py results/a.json ...    # of these files
+    python bench/report.py --readme              # rewrite README.md between its bench-table markers
+
+Each table says which machine and run it comes from; ratios hold within one run.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+README = os.path.join(os.path.dirname(HERE), "README.md")
+BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
+_LIMIT_SHORT = {"read GB/s": "of read BW", "fp32 peak": "of fp32 peak", "bf16 peak": "of bf16 peak",
+                "int8 peak": "of int8 peak"}
+
+
+def newest_results() -> list[str]:
+    files = glob.glob(os.path.join(HERE, "results", "*.json"))
+    return [max(files, key=lambda f: (json.load(open(f))["machine"]["date"], f))] if files else []
+
+
+def _ms(rows) -> list[int]:
+    return sorted({r["m"] for r in rows})
+
+
+def _grid(title: str, rows_by_key: dict, ms: list[int], key_names: list[str]) -> list[str]:
+    out = [f"**{title}**", "", "| " + " | ".join(key_names + [f"M={m}" for m in ms]) + " |",
+           "|" + " --- |" * (len(key_names) + len(ms))]
+    for key, cells in rows_by_key.items():
+        out.append("| " + " | ".join(list(key) + [cells.get(m, "–") for m in ms]) + " |")
+    return out + [""]
+
+
+def machine_line(results: dict, source: str) -> str:
+    m, o = results["machine"], results["options"]
+    gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
+    load = f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else ""
+    return (f"Measured on {m['cpu']} ({m['isa_in_use']} kernels, {o['threads']} of {m['cpus_available']} CPUs"
+            f"{gpu}{load}) on {m['date']}, torch {m['versions']['torch']}, bigaccel {m['versions']['bigaccel']}"
+            f"{', --quick' if o.get('quick') else ''}; from `bench/results/{os.path.basename(source)}`.")
+
+
+def tables(results: dict, source: str) -> str:
+    lim = results["limits"]
+    p = lim["peak_tflops"]
+    out = [machine_line(results, source), "",
+           f"Limits measured in the same run: read {lim['read_gbs']:.1f} GB/s, copy {lim['copy_gbs']:.1f} GB/s, "
+           f"fp32 {p['fp32'] * 1e3:.0f} GFLOP/s, bf16 {p['bf16'] * 1e3:.0f} GFLOP/s, int8 {p['int8'] * 1e3:.0f} GOP/s "
+           f"({lim['sources'].get('int8', '')}).", ""]
+    rows = [r for r in results["rows"] if "skipped" not in r]
+    ms = _ms(rows)
+    speed, pct = {}, {}
+    for r in rows:
+        if r["impl"] != "bigaccel":
+            continue
+        what = (r["family"], r["op"], r["dtype"], r["shape"].replace("x", "×"))
+        for base in r["headline"]:
+            if base in r["speedup"]:
+                speed.setdefault((*what, base), {})[r["m"]] = f"{r['speedup'][base]:.2f}×"
+        pct.setdefault(what, {})[r["m"]] = f"{r['pct_limit']:.0f}% {_LIMIT_SHORT.get(r['limit'], r['limit'])}"
+    out += _grid("Speedup of bigaccel over the baseline (time of baseline / time of bigaccel)", speed, ms,
+                 ["family", "op", "dtype", "shape", "baseline"])
+    out += _grid("bigaccel's percent of the machine's limit (bandwidth- or compute-bound by arithmetic intensity)",
+                 pct, ms, ["family", "op", "dtype", "shape"])
+    e2e = [r for r in results.get("e2e", []) if "tokens_per_s" in r]
+    if e2e:
+        model = e2e[0]["model"]
+        out += [f"**End to end: greedy decode tokens/s, random-initialised Llama-style model `{model}`** "
+                "(speedup over the float model of the same dtype)", "",
+                "| dtype | recipe | " + " | ".join(f"batch {b}" for b in sorted({r['batch'] for r in e2e})) + " |",
+                "|" + " --- |" * (2 + len({r['batch'] for r in e2e}))]
+        by = {}
+        for r in e2e:
+            by.setdefault((r["dtype"], r["recipe"]), {})[r["batch"]] = \
+                f"{r['tokens_per_s']:.1f} ({r['speedup'].get('float ' + r['dtype'], float('nan')):.2f}×)"
+        for (d, recipe), cells in by.items():
+            out.append(f"| {d} | {recipe} | " + " | ".join(cells[b] for b in sorted(cells)) + " |")
+        out.append("")
+    notes = [n for family in results.get("notes", {}).values() for n in family]
+    skipped = sorted({f"{r['name']}: {r['skipped']}" for r in results["rows"] if "skipped" in r})
+    out += [f"- {n}" for n in notes + skipped]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render(files: list[str]) -> str:
+    parts = []
+    for path in files:
+        with open(path) as f:
+            parts.append(tables(json.load(f), path))
+    regenerate = ("Regenerate: `bigaccel bench --save --threads N` (writes `bench/results/<machine>-<date>.json`), "
+                  "then `python bench/report.py --readme`.")
+    return "\n".join(parts) + "\n" + regenerate + "\n"
+
+
+def update_readme(text: str, readme: str = README) -> None:
+    with open(readme) as f:
+        content = f.read()
+    if BEGIN not in content or END not in content:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} markers in its Benchmarks section")
+    head, rest = content.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(readme, "w") as f:
+        f.write(f"{head}{BEGIN}\n<!-- generated by bench/report.py; do not edit by hand -->\n{text}{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="*", help="results JSON files (default: the newest in bench/results/)")
+    parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
+    args = parser.parse_args(argv)
+    files = args.files or newest_results()
+    if not files:
+        print("no results: run `bigaccel bench --save` first", file=sys.stderr)
+        return 1
+    text = render(files)
+    if args.readme:
+        update_readme(text)
+        print(f"README.md updated from {', '.join(files)}")
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

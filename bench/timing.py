@@ -1,0 +1,131 @@
+"""How bench/ times one call, the way a real model would see it.
+
+CPU: a fixed thread count (reported with the results) and wall-clock time per
+call. GPU: CUDA events around each call after warm-up, with the L2 flushed
+before every call. Bandwidth-bound cases rotate their operands through enough
+copies that together they exceed the last-level cache: a 4096x4096 int8 weight
+(16 MiB) fits in a 32 MiB LLC and would otherwise be timed from cache.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+_FALLBACK_LLC = 32 * 2**20
+MAX_COPIES = 4096  # the harness's own tests lower this: at toy sizes rotation only costs time
+
+
+def cpu_threads_available() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_llc_bytes() -> int:
+    """The largest CPU cache (from sysfs), or 32 MiB when it cannot be read."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in os.listdir(base):
+            with open(os.path.join(base, entry, "size")) as f:
+                text = f.read().strip()
+            scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1], 1)
+            best = max(best, int(text.rstrip("KMG")) * scale)
+    except (OSError, ValueError):
+        pass
+    return best or _FALLBACK_LLC
+
+
+def cache_bytes(device: str) -> int:
+    if device == "cuda":
+        return int(getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2**20))
+    return cpu_llc_bytes()
+
+
+def copies_to_exceed_cache(bytes_per_copy: float, device: str, factor: float = 3.0, cap: int = 4096) -> int:
+    """How many copies of the operands make their total at least `factor` x the cache."""
+    if bytes_per_copy <= 0:
+        return 1
+    return max(1, min(cap, MAX_COPIES, math.ceil(factor * cache_bytes(device) / bytes_per_copy)))
+
+
+class Rotation:
+    """Calls fn(*args) with the next set of operands each time, round robin."""
+
+    def __init__(self, fn: Callable, arg_sets: Sequence[tuple]):
+        self.fn, self.arg_sets, self.i = fn, list(arg_sets), 0
+
+    def __call__(self):
+        args = self.arg_sets[self.i]
+        self.i = (self.i + 1) % len(self.arg_sets)
+        return self.fn(*args)
+
+
+@dataclass
+class Timing:
+    median_s: float
+    min_s: float
+    reps: int
+
+    def as_dict(self) -> dict:
+        return {"median_s": self.median_s, "min_s": self.min_s, "reps": self.reps}
+
+
+def _cpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) -> list[float]:
+    start = time.perf_counter()
+    call()  # warm-up: allocator, lazy init, first touch
+    warm = time.perf_counter() - start
+    if warm > 5 * budget_s:
+        # A call far slower than the whole budget (a slow baseline at large M) is
+        # timed once; warm-up effects are small against it. The row reports reps=1.
+        return [warm]
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < max_reps and (len(times) < min_reps or spent < budget_s):
+        t0 = time.perf_counter()
+        call()
+        dt = time.perf_counter() - t0
+        times.append(dt)
+        spent += dt
+    return times
+
+
+_FLUSH: dict[int, torch.Tensor] = {}
+
+
+def _gpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) -> list[float]:
+    if 0 not in _FLUSH:
+        _FLUSH[0] = torch.empty(2 * cache_bytes("cuda"), dtype=torch.int8, device="cuda")
+    flush = _FLUSH[0]
+    for _ in range(3):
+        call()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < max_reps and (len(times) < min_reps or spent < budget_s):
+        flush.zero_()  # evict the previous call's operands from L2
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        dt = start.elapsed_time(end) / 1e3
+        times.append(dt)
+        spent += dt + 20e-6  # count the flush too, so tiny kernels stop in reasonable time
+    return times
+
+
+def measure(call: Callable, device: str, budget_s: float = 0.5, min_reps: int = 3, max_reps: int = 2000) -> Timing:
+    """Median and minimum seconds per call of `call` on `device`."""
+    if device == "cuda":
+        times = _gpu_times(call, budget_s, min_reps, max_reps)
+    else:
+        times = _cpu_times(call, budget_s, min_reps, max_reps)
+    return Timing(statistics.median(times), min(times), len(times))

@@ -1,0 +1,96 @@
+"""The benchmark harness's pieces at toy sizes: cases build and run, the roofline
+verdicts and speedups follow from their definitions, results render and round-trip,
+and the end-to-end decoder's KV cache reproduces the full forward. No timing
+assertions: numbers at these sizes mean nothing."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if not os.path.isfile(os.path.join(ROOT, "bench", "runner.py")):  # e.g. the wheel check runs tests/ alone
+    pytest.skip("bench/ is in the source tree only", allow_module_level=True)
+
+from bench import cases as cases_pkg  # noqa: E402
+from bench import e2e, machine, report, runner, timing  # noqa: E402
+from bench.case import Row, add_speedups  # noqa: E402
+from bench.cases import BenchConfig  # noqa: E402
+from bench.limits import Limits  # noqa: E402
+from bench.timing import Rotation, copies_to_exceed_cache, cpu_llc_bytes, measure  # noqa: E402
+
+# Made-up limits: 10 GB/s and 1/0.5/2 TFLOP/s, so the ridge points are 100/100/200 FLOP per byte.
+LIMITS = Limits("cpu", 1, 10.0, 8.0, {"fp32": 1.0, "bf16": 0.5, "int8": 2.0})
+
+
+def test_roofline_verdict_follows_the_ridge_point():
+    # 1e9 FLOP over 1e8 bytes (10 FLOP/byte < 100): bandwidth-bound; 1e8 bytes in 0.02 s = 5 GB/s = 50 %.
+    low = LIMITS.judge(1e9, 1e8, 0.02, "fp32")
+    assert low["bound"] == "bandwidth" and low["pct_limit"] == pytest.approx(50.0)
+    # 1e12 FLOP over 1e8 bytes (1e4 FLOP/byte): compute-bound; 1e12 FLOP in 2 s = 0.5 TFLOP/s = 25 % of int8.
+    high = LIMITS.judge(1e12, 1e8, 2.0, "int8")
+    assert high["bound"] == "compute" and high["pct_limit"] == pytest.approx(25.0)
+    # bf16's limit is never below fp32's (a bf16 kernel may widen to fp32).
+    assert LIMITS.compute_peak("bf16") == 1.0
+
+
+def test_rotation_cycles_and_copies_exceed_the_cache():
+    seen = []
+    rot = Rotation(seen.append, [(i,) for i in range(3)])
+    for _ in range(7):
+        rot()
+    assert seen == [0, 1, 2, 0, 1, 2, 0]
+    per_copy = 5 * 2**20
+    assert copies_to_exceed_cache(per_copy, "cpu") * per_copy >= 3 * cpu_llc_bytes()
+    assert copies_to_exceed_cache(10 * cpu_llc_bytes(), "cpu") == 1
+    t = measure(lambda: sum(range(100)), "cpu", budget_s=0.001, min_reps=4)
+    assert t.reps >= 4 and 0 < t.min_s <= t.median_s
+
+
+def test_every_family_runs_at_toy_size_and_renders(tmp_path, monkeypatch):
+    monkeypatch.setattr(timing, "MAX_COPIES", 2)
+    cfg = BenchConfig(device="cpu", toy=True)
+    rows = []
+    for name, module in cases_pkg.families().items():
+        family_cases = module.cases(cfg)
+        assert family_cases or cases_pkg.notes(module, cfg), f"{name} has neither cases nor a note saying why"
+        rows += [runner.run_case(case, LIMITS, budget_s=0.0) for case in family_cases]
+    add_speedups(rows)
+    measured = [r for r in rows if r.skipped is None]
+    assert any(r.case.family == "int8_linear" and r.case.op == "W8A8" and r.case.impl == "bigaccel" for r in measured)
+    times = {(r.case.group, r.case.name): r.time_s for r in measured}
+    for r in measured:
+        for base, s in r.speedup.items():
+            assert s == pytest.approx(times[(r.case.group, base)] / r.time_s)
+        assert set(r.speedup) <= set(r.case.baselines)
+    ids = [r.case.id for r in rows]
+    assert len(ids) == len(set(ids)), "case ids must be unique"
+    results = {"machine": machine.describe("cpu"), "options": {"quick": True, "threads": 1, "ops": []},
+               "limits": LIMITS.as_dict(), "notes": {}, "rows": [r.as_dict() for r in rows], "e2e": [], "seconds": 0.0}
+    path = runner.save_json(results, str(tmp_path / "r.json"))
+    loaded = json.load(open(path))
+    assert "W8A8" in runner.format_table(loaded)
+    md = report.tables(loaded, path)
+    assert "| int8_linear | W8A8 | fp32 | 48×64 | F.linear fp32 |" in md
+
+
+def test_kv_cached_decode_matches_the_full_forward():
+    model = e2e.build("toy", torch.float32, "cpu")
+    tokens = torch.randint(0, model.config.vocab, (2, 5))
+    decoder = e2e.Decoder(model, 2, 5, torch.float32, "cpu")
+    for pos in range(5):
+        last = decoder.logits(tokens[:, pos: pos + 1], pos)
+    with torch.no_grad():
+        full = model(tokens)[:, -1:]
+    torch.testing.assert_close(last, full, rtol=1e-4, atol=1e-5)
+
+
+def test_e2e_rows_carry_speedups_over_the_float_model():
+    rows = e2e.run("toy", "cpu", {"fp32": torch.float32}, quick=True, log=lambda s: None)
+    measured = [r for r in rows if "tokens_per_s" in r]
+    assert {r["recipe"] for r in measured} >= {"float", "int8"}
+    for r in measured:
+        base = next(b for b in measured if b["recipe"] == "float" and b["batch"] == r["batch"])
+        assert r["speedup"]["float fp32"] == pytest.approx(r["tokens_per_s"] / base["tokens_per_s"])
