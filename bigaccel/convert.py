@@ -137,12 +137,18 @@ def _weight_numel(module: nn.Module) -> int:
 
 
 def _note(module: nn.Module) -> str | None:
+    notes = []
     if callable(getattr(module, "weight", None)):
-        return "reused the quantize_dynamic int8 weights"
-    if pruning_hooks(module):
+        notes.append("reused the quantize_dynamic int8 weights")
+    pruning = pruning_hooks(module)
+    if pruning:
         zeros = float((module.weight_mask == 0).float().mean()) if hasattr(module, "weight_mask") else 0.0
-        return f"pruning mask applied ({zeros:.0%} zeros), reparametrisation removed"
-    return None
+        notes.append(f"pruning mask applied ({zeros:.0%} zeros), reparametrisation removed")
+    # Hooks are written for the old module's type and arguments, so they are not moved.
+    hooks = len(module._forward_hooks) + len(module._forward_pre_hooks) - len(pruning) + len(module._backward_hooks)
+    if hooks:
+        notes.append(f"its {hooks} hook(s) stay on the old module")
+    return "; ".join(notes) or None
 
 
 def _build_error(layer: _Layer, config: ConvertConfig, exc: Exception) -> ConversionError:
@@ -268,6 +274,7 @@ def convert(
         report.model_bytes_after = report.model_bytes_before + sum(
             r.bytes_after - r.bytes_before for r in report.converted if r.inside is None)
         return report
+    _choose_backends(plan)  # may raise (e.g. a forced backend that cannot run): before the swap
     undo = plan.swap()
     try:
         if batches:
@@ -281,7 +288,6 @@ def convert(
         raise ConversionError(f"bigaccel.convert: the converted model failed on the calibration inputs "
                               f"({type(exc).__name__}: {exc}); the model was left unchanged") from exc
     _record(model, configs, plan)
-    _choose_backends(plan)
     report.model_bytes_after = module_bytes(model)
     return report
 

@@ -73,6 +73,18 @@ def test_int8_recipes_convert_an_mlp_and_a_llama(recipe):
         assert recipe in str(report) and report.converted[0].name in report.table()
 
 
+@pytest.mark.parametrize("recipe", recipes.available_recipes())
+def test_every_available_recipe_converts_the_llama(recipe):
+    model, x = small_llama(), tokens()
+    model.lm_head.register_forward_hook(lambda m, i, o: None)
+    ref = model(x)
+    report = bigaccel.convert(model, recipe)
+    assert report.converted and all(type(model.get_submodule(r.name)).__name__ == r.new_type for r in report.converted)
+    assert rel_error(model(x), ref) < 0.05  # int8 rounding: ~1% per layer; fusion: float reassociation only
+    if recipe in INT8_RECIPES:
+        assert "1 hook(s) stay on the old module" in {r.name: r.note for r in report.converted}["lm_head"]
+
+
 def test_skip_reasons_too_small_tied_shared_and_unsupported():
     model = small_llama(tie_embeddings=True)
     shared = nn.Linear(128, 128)
