@@ -119,8 +119,11 @@ def _cpu_sources():
     return [s for s in _sources("**/*.cpp") if not s.endswith("_cuda.cpp")]
 
 
-def _cuda_sources():
-    return _sources("**/*.cu") + _sources("**/*_cuda.cpp")
+# CUTLASS kernels live in files named cutlass_*.cu; they need the headers of the
+# PyPI package nvidia-cutlass (a build dependency, never downloaded by the build).
+def _cuda_sources(with_cutlass):
+    sources = _sources("**/*.cu") + _sources("**/*_cuda.cpp")
+    return [s for s in sources if with_cutlass or not os.path.basename(s).startswith("cutlass_")]
 
 
 def _write_build_info(info):
@@ -156,15 +159,19 @@ def main():
         cutlass = _cutlass_include()
         if cutlass:
             cuda_includes.append(cutlass)
+        else:
+            print("bigaccel: nvidia-cutlass is not installed: building the CUDA extension without the CUTLASS "
+                  "tensor-core GEMMs (pip install nvidia-cutlass, then rebuild, to get them)", file=sys.stderr)
         archs_define = f'-DBIGACCEL_CUDA_ARCHS="{";".join(arch_names)}"'
+        cutlass_define = f"-DBIGACCEL_HAVE_CUTLASS={int(cutlass is not None)}"
         ext_modules.append(
             CUDAExtension(
                 "bigaccel._C_cuda",
-                _cuda_sources(),
+                _cuda_sources(cutlass is not None),
                 include_dirs=cuda_includes,
                 extra_compile_args={
-                    "cxx": ["-O3", archs_define],
-                    "nvcc": ["-O3", "--expt-relaxed-constexpr", archs_define] + _gencode_flags(archs),
+                    "cxx": ["-O3", archs_define, cutlass_define],
+                    "nvcc": ["-O3", "--expt-relaxed-constexpr", archs_define, cutlass_define] + _gencode_flags(archs),
                 },
             )
         )

@@ -66,6 +66,7 @@ def info() -> dict:
             "built": bool(getattr(build, "cuda_built", False)),
             "archs_compiled": list(getattr(build, "cuda_archs", [])),
             "cuda_built_with": getattr(build, "torch_cuda_version", None),
+            "cutlass": bool(getattr(build, "cutlass_include", False)) and bool(getattr(build, "cuda_built", False)),
             "gpu": gpu,
         },
         "triton": _triton(),

@@ -4,16 +4,28 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "int8_gemm/int8_gemm.h"
+#include "activations/activations.h"
 #include "quantize_per_token/quantize_per_token.h"
 
+#ifndef BIGACCEL_HAVE_CUTLASS
+#define BIGACCEL_HAVE_CUTLASS 0
+#endif
 #ifndef BIGACCEL_CUDA_ARCHS
 #define BIGACCEL_CUDA_ARCHS ""
 #endif
 
-TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { m.impl("quantize_per_token", &bigaccel::quantize_per_token_cuda); }
+TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) {
+  m.impl("quantize_per_token", &bigaccel::quantize_per_token_cuda);
+  m.impl("int8_mm", &bigaccel::int8_mm_cuda);
+  m.impl("int8_weight_only_mm", &bigaccel::int8_weight_only_mm_cuda);
+}
+
+TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CUDA); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bigaccel CUDA kernels";
   m.attr("compiled_archs") = std::string(BIGACCEL_CUDA_ARCHS);
   m.attr("cuda_runtime_compiled") = CUDART_VERSION;
+  m.attr("cutlass") = bool(BIGACCEL_HAVE_CUTLASS);
 }

@@ -32,6 +32,8 @@ def test_cuda_extension_was_built_and_loads():
     if expected:
         assert ext.module.compiled_archs == expected
         assert bigaccel.info()["cuda"]["archs_compiled"] == expected.split(";")
+    # CI installs nvidia-cutlass as the README says, so the tensor-core GEMMs must be in.
+    assert ext.module.cutlass, "built without CUTLASS: pip install nvidia-cutlass and rebuild"
 
 
 def test_kernels_package_is_installed_under_bigaccel():

@@ -3,7 +3,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_isa.h"
-#include "int8_gemm/int8_gemm.h"
+#include "int8_gemm/checks.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int8_mm_cols, const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N,
                             int64_t n_begin, int64_t n_end, const float* a_scale, const float* w_scale,

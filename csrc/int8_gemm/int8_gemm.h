@@ -20,11 +20,9 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
 at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
                                     const std::optional<at::Tensor>& bias);
 
-// Shape, dtype and device checks shared by both devices; returns {M, N, K}.
+// Checked by check_int8_weight (checks.h).
 struct GemmShape {
   int64_t M, N, K;
 };
-GemmShape check_int8_weight(const char* op, const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
-                            const std::optional<at::Tensor>& bias);
 
 }  // namespace bigaccel

@@ -8,8 +8,9 @@ from tests.conftest import backend_cases
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 3, 17, 64, 200]
-# N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4).
-NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099)]
+# N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4); and one
+# aligned shape (K % 16 == 0, N % 8 == 0) that the CUDA tensor-core path takes when M > 8.
+NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099), (128, 512)]
 EPS32 = torch.finfo(torch.float32).eps
 
 

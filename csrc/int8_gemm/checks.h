@@ -1,10 +1,15 @@
+// Shape, dtype and device checks of the int8 GEMMs, shared by the CPU and CUDA
+// extensions (inline: the two are separate shared objects).
+#pragma once
+
 #include "common/checks.h"
 #include "int8_gemm/int8_gemm.h"
 
 namespace bigaccel {
 
-GemmShape check_int8_weight(const char* op, const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
-                            const std::optional<at::Tensor>& bias) {
+// Returns {M, N, K}.
+inline GemmShape check_int8_weight(const char* op, const at::Tensor& x, const at::Tensor& w,
+                                   const at::Tensor& w_scale, const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(x.dim() == 2, "bigaccel.", op, ": activations must be 2-D [M, K], got shape ", x.sizes());
   TORCH_CHECK(w.dim() == 2 && w.scalar_type() == at::kChar, "bigaccel.", op, ": weight must be int8 [N, K], got ",
               w.scalar_type(), " of shape ", w.sizes());

@@ -1,0 +1,256 @@
+// int8 GEMMs on CUDA.
+//
+// W8A8: CUTLASS int8 tensor cores with the epilogue fused (cutlass_w8a8.cu) for
+//   the shapes it takes (K % 16 == 0, 16-byte output rows) and M above the decode
+//   range (when built with nvidia-cutlass installed); a dp4a GEMV otherwise: at M <= 8 the weight is read once and the
+//   tensor cores would idle, and the GEMV takes any K and N.
+// W8A16: the same GEMV with the int8 weight dequantized in registers (bandwidth
+//   is the limit at small M); for larger M the weight is dequantized exactly to
+//   the activation dtype and multiplied by cuBLAS with fp32 output, then one
+//   fused pass applies the scale and bias (the reference's single rounding).
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+#include <type_traits>
+
+#include "common/checks.h"
+#include "common/cuda_utils.cuh"
+#include "int8_gemm/checks.h"
+#include "int8_gemm/cutlass_w8a8.h"
+
+namespace bigaccel {
+namespace {
+
+constexpr int kWarps = 4;        // one output column per warp
+constexpr int kGemvMaxRows = 8;  // the GEMV keeps one accumulator per row
+
+__device__ __forceinline__ int dot4(int a, int b, int acc) { return __dp4a(a, b, acc); }
+
+// Sixteen consecutive activations as floats.
+template <typename T>
+__device__ __forceinline__ void load16(const T* p, float (&v)[16]) {
+  constexpr int kPerVec = 16 / sizeof(T);
+  const int4* q = reinterpret_cast<const int4*>(p);
+#pragma unroll
+  for (int i = 0; i < 16 / kPerVec; ++i) {
+    const int4 raw = q[i];
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int j = 0; j < kPerVec; ++j) v[i * kPerVec + j] = cuda::to_float(e[j]);
+  }
+}
+
+// Rows [0, M) of `a` against weight row `n`: W8A8 accumulates int32 with dp4a,
+// W8A16 fp32 with the weight converted in registers. `vec` says every row start
+// is 16-byte aligned and K % 16 == 0, so 16 k per lane per step.
+template <typename TA, typename Acc>
+__device__ __forceinline__ void warp_dots(const TA* a, int M, int64_t K, const int8_t* w_row, bool vec,
+                                          Acc (&acc)[kGemvMaxRows]) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int m = 0; m < kGemvMaxRows; ++m) acc[m] = Acc(0);
+  int64_t k_done = 0;
+  if (vec) {
+    for (int64_t k = int64_t(lane) * 16; k < K; k += 32 * 16) {
+      const int4 wv = *reinterpret_cast<const int4*>(w_row + k);
+      if constexpr (std::is_same_v<TA, int8_t>) {
+#pragma unroll
+        for (int m = 0; m < kGemvMaxRows; ++m) {
+          if (m >= M) break;
+          const int4 av = *reinterpret_cast<const int4*>(a + m * K + k);
+          acc[m] = dot4(av.x, wv.x, dot4(av.y, wv.y, dot4(av.z, wv.z, dot4(av.w, wv.w, acc[m]))));
+        }
+      } else {
+        const int8_t* wb = reinterpret_cast<const int8_t*>(&wv);
+        float wf[16];
+#pragma unroll
+        for (int j = 0; j < 16; ++j) wf[j] = float(wb[j]);
+#pragma unroll
+        for (int m = 0; m < kGemvMaxRows; ++m) {
+          if (m >= M) break;
+          float xv[16];
+          load16(a + m * K + k, xv);
+#pragma unroll
+          for (int j = 0; j < 16; ++j) acc[m] = fmaf(xv[j], wf[j], acc[m]);
+        }
+      }
+    }
+    k_done = K;
+  }
+  for (int64_t k = k_done + lane; k < K; k += 32) {  // any shape: one k per lane
+    const int wk = w_row[k];
+#pragma unroll
+    for (int m = 0; m < kGemvMaxRows; ++m) {
+      if (m >= M) break;
+      if constexpr (std::is_same_v<TA, int8_t>)
+        acc[m] += int(a[m * K + k]) * wk;
+      else
+        acc[m] = fmaf(cuda::to_float(a[m * K + k]), float(wk), acc[m]);
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kGemvMaxRows; ++m)
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], offset);
+}
+
+template <typename Out>
+__global__ void __launch_bounds__(kWarps * 32)
+    w8a8_gemv_kernel(const int8_t* __restrict__ a, const float* __restrict__ a_scale, const int8_t* __restrict__ w,
+                     const float* __restrict__ w_scale, const float* __restrict__ bias, Out* __restrict__ out, int M,
+                     int64_t N, int64_t K, bool vec) {
+  const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (n >= N) return;
+  int acc[kGemvMaxRows];
+  warp_dots<int8_t, int>(a, M, K, w + n * K, vec, acc);
+  if (threadIdx.x % 32 != 0) return;
+  for (int m = 0; m < M; ++m) {
+    float v = float(acc[m]) * (a_scale[m] * w_scale[n]);  // the reference's order
+    if (bias) v += bias[n];
+    out[m * N + n] = cuda::from_float<Out>(v);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kWarps * 32)
+    w8a16_gemv_kernel(const T* __restrict__ x, const int8_t* __restrict__ w, const float* __restrict__ w_scale,
+                      const float* __restrict__ bias, T* __restrict__ out, int M, int64_t N, int64_t K, bool vec) {
+  const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (n >= N) return;
+  float acc[kGemvMaxRows];
+  warp_dots<T, float>(x, M, K, w + n * K, vec, acc);
+  if (threadIdx.x % 32 != 0) return;
+  for (int m = 0; m < M; ++m) {
+    float v = acc[m] * w_scale[n];
+    if (bias) v += bias[n];
+    out[m * N + n] = cuda::from_float<T>(v);
+  }
+}
+
+// out = acc * w_scale[n] + bias[n], one rounding to T.
+template <typename T>
+__global__ void scale_bias_kernel(const float* __restrict__ acc, const float* __restrict__ w_scale,
+                                  const float* __restrict__ bias, T* __restrict__ out, int64_t total, int64_t N) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = i % N;
+    float v = acc[i] * w_scale[n];
+    if (bias) v += bias[n];
+    out[i] = cuda::from_float<T>(v);
+  }
+}
+
+bool vectorizable(const void* a, const void* w, int64_t K, int64_t a_elem) {
+  const auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  return K % 16 == 0 && aligned(a) && aligned(w) && (K * a_elem) % 16 == 0;
+}
+
+unsigned gemv_blocks(int64_t N) { return static_cast<unsigned>((N + kWarps - 1) / kWarps); }
+
+template <typename Fn>
+void for_float_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    case DType::F16:
+      return fn(__half{});
+  }
+}
+
+std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
+  if (!bias) return std::nullopt;
+  return bias->to(at::kFloat).contiguous();
+}
+
+const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
+
+}  // namespace
+
+at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& w_in,
+                        const at::Tensor& w_scale_in, const std::optional<at::Tensor>& /*w_sum: CPU only*/,
+                        const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+  constexpr const char* op = "int8_mm";
+  check_device(a_in, c10::DeviceType::CUDA, op, "a");
+  TORCH_CHECK(a_in.scalar_type() == at::kChar, "bigaccel.", op, ": a must be int8, got ", a_in.scalar_type());
+  const auto [M, N, K] = check_int8_weight(op, a_in, w_in, w_scale_in, bias);
+  TORCH_CHECK(a_scale_in.scalar_type() == at::kFloat && a_scale_in.numel() == M, "bigaccel.", op,
+              ": a_scale must be float32 with M=", M, " elements, got ", a_scale_in.sizes());
+  const DType out_kind = float_dtype(out_dtype, op, "out_dtype");
+  const c10::cuda::CUDAGuard guard(a_in.device());
+  at::Tensor out = at::empty({M, N}, a_in.options().dtype(out_dtype));
+  if (M == 0 || N == 0) return out;
+  const at::Tensor a = a_in.contiguous(), a_scale = a_scale_in.contiguous(), w = w_in.contiguous(),
+                   w_scale = w_scale_in.contiguous();
+  const auto b32 = bias_f32(bias);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  const int8_t* ap = a.data_ptr<int8_t>();
+  const int8_t* wp = w.data_ptr<int8_t>();
+
+#if BIGACCEL_HAVE_CUTLASS
+  if (M > kGemvMaxRows && cutlass_w8a8::supports(M, N, K, out_kind)) {
+    const cudaError_t err = cutlass_w8a8::run(ap, a_scale.data_ptr<float>(), wp, w_scale.data_ptr<float>(),
+                                              ptr_or_null(b32), out.data_ptr(), out_kind, M, N, K, stream);
+    TORCH_CHECK(err == cudaSuccess, "bigaccel.", op, ": CUTLASS int8 GEMM failed for M=", M, " N=", N, " K=", K, ": ",
+                cudaGetErrorString(err));
+    return out;
+  }
+#endif
+  const bool vec = vectorizable(ap, wp, K, 1);
+  for_float_dtype(out_kind, [&](auto tag) {
+    using Out = decltype(tag);
+    for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {  // unsupported shapes with larger M: 8 rows per pass
+      const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, M - m0));
+      w8a8_gemv_kernel<Out><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
+          ap + m0 * K, a_scale.data_ptr<float>() + m0, wp, w_scale.data_ptr<float>(), ptr_or_null(b32),
+          static_cast<Out*>(out.data_ptr()) + m0 * N, rows, N, K, vec);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return out;
+}
+
+at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& w_scale_in,
+                                    const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int8_weight_only_mm";
+  check_device(x_in, c10::DeviceType::CUDA, op, "x");
+  const DType dtype = float_dtype(x_in, op, "x");
+  const auto [M, N, K] = check_int8_weight(op, x_in, w_in, w_scale_in, bias);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  at::Tensor out = at::empty({M, N}, x_in.options());
+  if (M == 0 || N == 0) return out;
+  const at::Tensor x = x_in.contiguous(), w = w_in.contiguous(), w_scale = w_scale_in.contiguous();
+  const auto b32 = bias_f32(bias);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+
+  if (M <= kGemvMaxRows) {
+    const bool vec = vectorizable(x.data_ptr(), w.data_ptr(), K, x.element_size());
+    for_float_dtype(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      w8a16_gemv_kernel<T><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
+          static_cast<const T*>(x.data_ptr()), w.data_ptr<int8_t>(), w_scale.data_ptr<float>(), ptr_or_null(b32),
+          static_cast<T*>(out.data_ptr()), static_cast<int>(M), N, K, vec);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+    return out;
+  }
+  // int8 values are exact in bf16/fp16/fp32, and cuBLAS accumulates in fp32.
+  const at::Tensor acc = dtype == DType::F32 ? at::mm(x, w.to(at::kFloat).t())
+                                             : at::mm(x, w.to(x.scalar_type()).t(), at::kFloat);
+  const int64_t total = M * N;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535));
+  for_float_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    scale_bias_kernel<T><<<blocks, 256, 0, stream>>>(acc.data_ptr<float>(), w_scale.data_ptr<float>(),
+                                                     ptr_or_null(b32), static_cast<T*>(out.data_ptr()), total, N);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+}  // namespace bigaccel
