@@ -9,6 +9,7 @@ random weights, not task accuracy.
 from __future__ import annotations
 
 import copy
+import os
 import time
 
 import torch
@@ -37,6 +38,7 @@ def _recipes_to_show() -> list[str]:
 
 
 def run_demo(args) -> int:
+    load_before = _load_average()  # others' work, before ours adds to it
     torch.manual_seed(0)
     config = TinyLlamaConfig(hidden=args.hidden, intermediate=args.hidden * 11 // 4 // 64 * 64 or 64,
                              layers=args.layers, heads=max(1, args.hidden // 64), kv_heads=max(1, args.hidden // 128))
@@ -72,11 +74,11 @@ def run_demo(args) -> int:
         rows.append((recipe, str(len(report.converted)), report.model_bytes_after, report.output_sqnr_db, rel, top1,
                      _latency_ms(converted, prefill, args.repeat),
                      _latency_ms(converted, one_token, args.repeat * 4)))
-    _print_summary(rows, args)
+    _print_summary(rows, args, load_before)
     return 0
 
 
-def _print_summary(rows, args) -> None:
+def _print_summary(rows, args, load: float | None) -> None:
     base_bytes, base_prefill, base_token = rows[0][2], rows[0][6], rows[0][7]
     header = ("recipe", "layers", "weights", "output SQNR", "rel. error", "top-1 same",
               f"{args.batch}x{args.seq} tokens", "1 token")
@@ -97,3 +99,14 @@ def _print_summary(rows, args) -> None:
     print("next token agrees. Latency: eager forward, best of a few runs, on this machine only, informal")
     print("(ratios > 1x are faster than fp32). Speed claims come from the benchmarks; `bigaccel info` shows which")
     print("backend runs each op.")
+    cpus = os.cpu_count() or 1
+    if load is not None and load > cpus / 2:
+        print(f"Note: this machine is busy (load average {load:.1f} on {cpus} CPUs), so these latencies are "
+              f"unreliable; multi-threaded float GEMMs suffer most when their threads are descheduled.")
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return None
