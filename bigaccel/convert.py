@@ -76,13 +76,13 @@ class _Plan:
 
         yield from visit("", self.model, None)
 
-    def structural_reason(self, name: str, module: nn.Module, root: str | None) -> str | None:
+    def structural_reason(self, name: str, module: nn.Module, root: str | None, skip_tied: bool = True) -> str | None:
         if name == "":
             return "it is the model itself; wrap it in a module (e.g. nn.Sequential) to convert it"
         if root is None:
             if len(self.paths[id(module)]) > 1:
                 return f"the same module is used at {', '.join(self.paths[id(module)])}"
-            for p in module.parameters():
+            for p in module.parameters() if skip_tied else ():
                 others = [u for u in self.param_users[id(p)] if u != name and not u.startswith(name + ".")]
                 if others:
                     return f"weight tied to {others[0]} (the same Parameter); converting would untie them"
@@ -169,7 +169,7 @@ def _plan_stage(plan: _Plan, config: ConvertConfig, stage: int, filter_fn, build
         if filter_fn is not None and not filter_fn(module, name):
             reason = "excluded by filter_fn"
         if skip_rules:
-            reason = reason or config.skip_reason(module, name) or plan.structural_reason(name, module, root)
+            reason = reason or config.skip_reason(module, name) or plan.structural_reason(name, module, root, config.skip_tied)
         already_int8 = callable(getattr(module, "weight", None))  # quantize_dynamic: no float to keep
         if reason is None and skip_rules and not already_int8 and _weight_numel(module) < config.min_weight_numel:
             reason = (f"too small to gain: {_weight_numel(module)} weights < min_weight_numel="

@@ -100,6 +100,8 @@ def test_skip_reasons_too_small_tied_shared_and_unsupported():
         assert type(model.get_submodule(name)) is nn.Linear  # skipped means untouched
     assert model.lm_head.weight is model.model.embed_tokens.weight
     assert isinstance(model.model.layers[0].self_attn.q_proj, Int8Linear)  # exactly 4096 weights converts
+    bigaccel.convert(model, bigaccel.Int8Config(skip_tied=False))  # untie on request: the embedding stays float
+    assert isinstance(model.lm_head, Int8Linear) and model.model.embed_tokens.weight.dtype == torch.float32
 
 
 def test_filter_fn_and_config_options():
