@@ -12,6 +12,7 @@ are swapped with the nn modules' from_linear.
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -29,14 +30,14 @@ MODELS = {
 BATCHES = (1, 16)
 
 
-def recipes() -> list[str]:
-    """Every recipe this build can run, plus each weight recipe combined with fused activations."""
+def recipes(combos: bool = True) -> list[str]:
+    """Every recipe this build can run, plus (with combos) each weight recipe combined with fused activations."""
     if not (hasattr(bigaccel, "convert") and hasattr(bigaccel, "recipes")):
         return ["int8", "int8-weight-only"]
     names = bigaccel.recipes.available_recipes()
     fused = "fuse-activations"
     combos = [f"{n}+{fused}" for n in names if n != fused and bigaccel.recipes.RECIPES[n].make_config().kind == "weights"]
-    return names + (combos if fused in names else [])
+    return names + (combos if combos and fused in names else [])
 
 
 def apply_recipe(model: torch.nn.Module, recipe: str) -> None:
@@ -118,11 +119,12 @@ def build(model_name: str, dtype: torch.dtype, device: str) -> TinyLlama:
 
 
 def run(model_name: str, device: str, dtypes: dict[str, torch.dtype], quick: bool, log=print) -> list[dict]:
-    warmup, steps = (2, 4) if quick else (8, 32)
+    warmup, steps = (1, 3) if quick else (8, 32)
     rows = []
     for dname, dtype in dtypes.items():
-        for recipe in ["float"] + recipes():
-            model = build(model_name, dtype, device)
+        base = build(model_name, dtype, device)  # built once: a 7B random init takes a while
+        for recipe in ["float"] + recipes(combos=not quick):
+            model = base if recipe == "float" else copy.deepcopy(base)
             try:
                 if recipe != "float":
                     apply_recipe(model, recipe)
@@ -135,6 +137,7 @@ def run(model_name: str, device: str, dtypes: dict[str, torch.dtype], quick: boo
                 rows.append({"model": model_name, "dtype": dname, "recipe": recipe, "skipped": f"{type(exc).__name__}: {exc}"})
                 log(f"  e2e {model_name} {dname} {recipe}: skipped ({type(exc).__name__}: {exc})")
             del model
+        del base
     base = {(r["dtype"], r["batch"]): r["tokens_per_s"] for r in rows if r["recipe"] == "float" and "tokens_per_s" in r}
     for r in rows:
         if "tokens_per_s" in r:

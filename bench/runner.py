@@ -31,7 +31,7 @@ class Options:
 
 
 def budget(opts: Options) -> float:
-    return opts.budget_s if opts.budget_s is not None else (0.15 if opts.quick else 0.5)
+    return opts.budget_s if opts.budget_s is not None else (0.1 if opts.quick else 0.5)
 
 
 def setup_threads(threads: int | None) -> int:
@@ -66,22 +66,26 @@ def run(opts: Options, log=print) -> dict:
     log(f"measuring this machine's limits on {device} with {threads} threads ...")
     limits = measure_limits(device, opts.quick)
     log(format_limits(limits))
-    rows, notes = [], {}
+    rows, notes, seconds = [], {}, {"limits": time.perf_counter() - start}
     for name, module in families.items():
         if not selected(name, opts):
             continue
+        family_start = time.perf_counter()
         notes[name] = cases_pkg.notes(module, cfg)
         family_cases = module.cases(cfg)
         log(f"{name}: {len(family_cases)} cases")
         for case in family_cases:
             rows.append(run_case(case, limits, budget(opts)))
+        seconds[name] = time.perf_counter() - family_start
     add_speedups(rows)
     e2e_rows = []
     if selected("e2e", opts):
         model = opts.e2e_model or ("llama2-7b" if device == "cuda" else ("tiny" if opts.quick else "small"))
         dtypes = {"bf16": torch.bfloat16} if model == "llama2-7b" else cfg.dtypes
         log(f"end to end: decode with the {model} model ({e2e.MODELS[model]})")
+        e2e_start = time.perf_counter()
         e2e_rows = e2e.run(model, device, dtypes, opts.quick, log)
+        seconds["e2e"] = time.perf_counter() - e2e_start
     return {
         "machine": machine.describe(device),
         "options": {"quick": opts.quick, "threads": threads, "ops": opts.ops, "budget_s": budget(opts)},
@@ -90,6 +94,7 @@ def run(opts: Options, log=print) -> dict:
         "rows": [r.as_dict() for r in rows],
         "e2e": e2e_rows,
         "seconds": time.perf_counter() - start,
+        "seconds_by_part": seconds,
     }
 
 
@@ -141,7 +146,9 @@ def format_table(results: dict) -> str:
     lines += ["", f"machine: {m['cpu']} ({m['isa_in_use']} kernels), {results['options']['threads']} threads"
               + (f", GPU {m['gpu']['name']}" if m.get("gpu") else "")
               + f"; torch {m['versions']['torch']}, bigaccel {m['versions']['bigaccel']}; "
-              f"{results['seconds']:.0f} s. Ratios hold within this run only."]
+              f"{results['seconds']:.0f} s ("
+              + ", ".join(f"{k} {v:.0f} s" for k, v in results.get("seconds_by_part", {}).items())
+              + "). Ratios hold within this run only."]
     return "\n".join(lines)
 
 

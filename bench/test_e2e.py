@@ -12,7 +12,7 @@ def _model(cfg) -> str:
 
 
 @pytest.mark.parametrize("batch", e2e.BATCHES)
-@pytest.mark.parametrize("recipe", ["float"] + e2e.recipes())
+@pytest.mark.parametrize("recipe", ["float"] + e2e.recipes(combos=True))
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_decode(benchmark, bench_cfg, dtype, recipe, batch):
     model_name = _model(bench_cfg)

@@ -45,8 +45,8 @@ def notes(cfg) -> list[str]:
 def _setup(fn, m, k, dtype, device):
     def setup():
         nbytes = m * k * torch.tensor([], dtype=dtype).element_size()
-        return Rotation(fn, [(torch.randn(m, k, device=device).to(dtype),)
-                             for _ in range(copies_to_exceed_cache(nbytes, device))])
+        x = torch.randn(m, k, device=device).to(dtype)  # copies are clones: randn per copy is slow
+        return Rotation(fn, [(x.clone(),) for _ in range(copies_to_exceed_cache(nbytes, device))])
     return setup
 
 

@@ -66,7 +66,7 @@ def cases(cfg) -> list[Case]:
                             tuple(baselines), tuple(baselines), cfg.device)
 
             out.append(case("float", None, _BYTES[d], d))
-            for recipe in recipes():
+            for recipe in recipes(combos=not cfg.quick):
                 int8 = recipe.startswith("int8")
                 compute = "int8" if int8 and "weight-only" not in recipe else d
                 out.append(case("bigaccel", recipe, 1 if int8 else _BYTES[d], compute, [f"float {d}"]))

@@ -27,7 +27,8 @@ def _setup(fn, m, k, dtype, device):
     def setup():
         nbytes = m * k * torch.tensor([], dtype=dtype).element_size()
         copies = copies_to_exceed_cache(nbytes, device)
-        return Rotation(fn, [(torch.randn(m, k, device=device).to(dtype),) for _ in range(copies)])
+        x = torch.randn(m, k, device=device).to(dtype)  # copies are clones: randn per copy is slow
+        return Rotation(fn, [(x.clone(),) for _ in range(copies)])
     return setup
 
 
