@@ -56,6 +56,7 @@ class Row:
     verdict: dict = field(default_factory=dict)
     speedup: dict[str, float] = field(default_factory=dict)
     skipped: str | None = None
+    median_s: float | None = None  # time_s is the minimum on CPU (see bench.timing.Timing.seconds)
 
     def as_dict(self) -> dict:
         c = self.case
@@ -65,7 +66,7 @@ class Row:
         if self.skipped is not None:
             d["skipped"] = self.skipped
             return d
-        d.update({"time_us": self.time_s * 1e6, "reps": self.reps,
+        d.update({"time_us": self.time_s * 1e6, "median_us": (self.median_s or self.time_s) * 1e6, "reps": self.reps,
                   "gbs": self.verdict["gbs"], "tflops": self.verdict["tflops"], "bound": self.verdict["bound"],
                   "pct_limit": self.verdict["pct_limit"], "limit": self.verdict["limit"],
                   "speedup": self.speedup})

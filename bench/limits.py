@@ -72,22 +72,22 @@ def _bandwidth(device: str, budget: float) -> tuple[float, float]:
     n = 8 * cache_bytes(device) // 4
     src = torch.empty(n, dtype=torch.float32, device=device).normal_()
     dst = torch.empty_like(src)
-    read = measure(lambda: src.sum(), device, budget).median_s
-    copy = measure(lambda: dst.copy_(src), device, budget).median_s
+    read = measure(lambda: src.sum(), device, budget).seconds
+    copy = measure(lambda: dst.copy_(src), device, budget).seconds
     return n * 4 / read / 1e9, 2 * n * 4 / copy / 1e9
 
 
 def _mm_tflops(dtype: torch.dtype, n: int, device: str, budget: float) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
-    t = measure(lambda: torch.mm(a, b.t()), device, budget, min_reps=2).median_s
+    t = measure(lambda: torch.mm(a, b.t()), device, budget, min_reps=2).seconds
     return 2 * n**3 / t / 1e12
 
 
 def _int_mm_tflops(n: int, device: str, budget: float) -> float:
     a = torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device)
     b = torch.randint(-127, 128, (n, n), dtype=torch.int8, device=device)
-    t = measure(lambda: torch._int_mm(a, b.t()), device, budget, min_reps=1).median_s
+    t = measure(lambda: torch._int_mm(a, b.t()), device, budget, min_reps=1).seconds
     return 2 * n**3 / t / 1e12
 
 
@@ -100,7 +100,7 @@ def _fbgemm_int8_tflops(n: int, budget: float) -> float:
         layer = quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(n, n, bias=False)), {torch.nn.Linear},
                                  dtype=torch.qint8)
     x = torch.randn(n, n)
-    t = measure(lambda: layer(x), "cpu", budget, min_reps=2).median_s
+    t = measure(lambda: layer(x), "cpu", budget, min_reps=2).seconds
     return 2 * n**3 / t / 1e12
 
 
