@@ -4,6 +4,7 @@
 #include <torch/library.h>
 #include <torch/version.h>
 
+#include "activations/activations.h"
 #include "common/cpu_isa.h"
 #include "int8_gemm/int8_gemm.h"
 #include "quantize_per_token/quantize_per_token.h"
@@ -13,6 +14,8 @@ TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
   m.impl("int8_mm", &bigaccel::int8_mm_cpu);
   m.impl("int8_weight_only_mm", &bigaccel::int8_weight_only_mm_cpu);
 }
+
+TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CPU); }
 
 namespace cpu = bigaccel::cpu;
 

@@ -1,0 +1,19 @@
+#include <ATen/Parallel.h>
+
+#include "activations/activations.h"
+#include "common/cpu_isa.h"
+
+BIGACCEL_DECLARE_ISA_KERNEL(void, activation_range, const bigaccel::ActArgs& args, bool backward, int64_t begin,
+                            int64_t end)
+
+namespace bigaccel::activations {
+
+void run_cpu(const ActArgs& args, bool backward, int64_t total) {
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(activation_range);
+  // Chunks of 16K elements: large enough to amortise waking a thread, and a
+  // multiple of every vector width so that only row ends have tails.
+  constexpr int64_t kGrain = 16384;
+  at::parallel_for(0, total, kGrain, [&](int64_t begin, int64_t end) { kernel(args, backward, begin, end); });
+}
+
+}  // namespace bigaccel::activations

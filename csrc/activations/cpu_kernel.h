@@ -1,0 +1,134 @@
+// Fused activations, written once for every ISA (compiled by cpu_<isa>.cpp):
+//   forward   out = act(gate) * up          (gated: x = [gate | up])
+//             out = act(x + bias)           (elementwise; bias optional)
+//   backward  d gate = g * up * act'(gate), d up = g * act(gate)
+//             d x = g * act'(x + bias)
+// Each call covers a flat range [begin, end) of the [rows, d] output index
+// space, so threads split work evenly whatever rows and d are (M = 1 decode
+// rows parallelise too). Everything is computed in fp32 and rounded once.
+#pragma once
+
+#include "activations/kernel_args.h"
+#include "activations/vec_math.h"
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kGeluTanhCubic = 0.044715f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+
+// act(x), and act'(x) when `grad` is given.
+template <Act A>
+inline VecF activation(VecF x, VecF* grad) {
+  const VecF one = VecF::broadcast(1.0f);
+  if constexpr (A == Act::Silu) {
+    const VecF s = sigmoid(x);
+    if (grad) *grad = s * fma(x, one - s, one);  // s * (1 + x (1 - s))
+    return x * s;
+  } else if constexpr (A == Act::GeluErf) {
+    VecF e;
+    const VecF phi = normal_cdf(x, &e);
+    if (grad) *grad = fma(x, e * VecF::broadcast(kInvSqrt2Pi), phi);  // Phi(x) + x * pdf(x)
+    return x * phi;
+  } else {
+    // 0.5 x (1 + tanh(z)) = x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3)
+    const VecF x2 = x * x;
+    const VecF two_k = VecF::broadcast(2.0f * kSqrt2OverPi);
+    const VecF s = sigmoid(two_k * x * fma(x2, VecF::broadcast(kGeluTanhCubic), one));
+    if (grad) {
+      // d/dx = s + x * 2 s (1 - s) * sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+      const VecF dz2 = two_k * fma(x2, VecF::broadcast(3.0f * kGeluTanhCubic), one);
+      *grad = fma(x * s * (one - s), dz2, s);
+    }
+    return x * s;
+  }
+}
+
+// One contiguous run of n <= kWidth (tail) or exactly kWidth (body) columns.
+template <Act A, typename T, bool Gated, bool Bias>
+inline void forward_run(const T* x, const T* up, const T* bias, T* out, int n) {
+  constexpr int W = VecF::kWidth;
+  VecF v = n == W ? VecF::load(x) : VecF::load(x, n);
+  if constexpr (Bias) v = v + (n == W ? VecF::load(bias) : VecF::load(bias, n));
+  VecF y = activation<A>(v, nullptr);
+  if constexpr (Gated) y = y * (n == W ? VecF::load(up) : VecF::load(up, n));
+  if (n == W) store_out(y, out); else store_out(y, out, n);
+}
+
+template <Act A, typename T, bool Gated, bool Bias>
+inline void backward_run(const T* g, const T* x, const T* up, const T* bias, T* gx, T* gup, int n) {
+  constexpr int W = VecF::kWidth;
+  const bool full = n == W;
+  VecF v = full ? VecF::load(x) : VecF::load(x, n);
+  if constexpr (Bias) v = v + (full ? VecF::load(bias) : VecF::load(bias, n));
+  const VecF grad = full ? VecF::load(g) : VecF::load(g, n);
+  VecF dact;
+  const VecF a = activation<A>(v, &dact);
+  if constexpr (Gated) {
+    const VecF u = full ? VecF::load(up) : VecF::load(up, n);
+    const VecF dg = grad * u * dact, du = grad * a;
+    if (full) { store_out(dg, gx); store_out(du, gup); } else { store_out(dg, gx, n); store_out(du, gup, n); }
+  } else {
+    const VecF dx = grad * dact;
+    if (full) store_out(dx, gx); else store_out(dx, gx, n);
+  }
+}
+
+template <Act A, typename T, bool Gated, bool Bias>
+void run_typed(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
+  constexpr int W = VecF::kWidth;
+  const int64_t d = a.d, in_d = Gated ? 2 * d : d;
+  const T* x = static_cast<const T*>(a.x);
+  const T* bias = static_cast<const T*>(a.bias);
+  const T* g = static_cast<const T*>(a.grad);
+  T* out = static_cast<T*>(a.out);
+  for (int64_t i = begin; i < end;) {
+    const int64_t row = i / d, c0 = i % d;
+    const int64_t c1 = (end - row * d) < d ? end - row * d : d;
+    const T* xr = x + row * in_d;
+    const T* ur = Gated ? xr + d : nullptr;
+    for (int64_t c = c0; c < c1; c += W) {
+      const int n = c1 - c < W ? int(c1 - c) : W;
+      if (!backward) {
+        forward_run<A, T, Gated, Bias>(xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr, out + row * d + c, n);
+      } else {
+        T* gxr = out + row * in_d;
+        backward_run<A, T, Gated, Bias>(g + row * d + c, xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr,
+                                        gxr + c, Gated ? gxr + d + c : nullptr, n);
+      }
+    }
+    i = row * d + c1;
+  }
+}
+
+template <typename T, bool Gated, bool Bias>
+void run_act(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
+  switch (a.act) {
+    case Act::Silu:
+      return run_typed<Act::Silu, T, Gated, Bias>(a, backward, begin, end);
+    case Act::GeluErf:
+      return run_typed<Act::GeluErf, T, Gated, Bias>(a, backward, begin, end);
+    case Act::GeluTanh:
+      return run_typed<Act::GeluTanh, T, Gated, Bias>(a, backward, begin, end);
+  }
+}
+
+template <typename T>
+void run_dtype(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
+  if (a.gated) return run_act<T, true, false>(a, backward, begin, end);
+  if (a.bias) return run_act<T, false, true>(a, backward, begin, end);
+  return run_act<T, false, false>(a, backward, begin, end);
+}
+
+void activation_range(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
+  switch (a.dtype) {
+    case DType::F32:
+      return run_dtype<float>(a, backward, begin, end);
+    case DType::BF16:
+      return run_dtype<bf16_t>(a, backward, begin, end);
+    case DType::F16:
+      return run_dtype<fp16_t>(a, backward, begin, end);
+  }
+}
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS

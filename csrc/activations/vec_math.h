@@ -1,0 +1,164 @@
+// Vectorized transcendental helpers for the activation kernels, written once
+// against VecF (common/vec.h) plus four small per-ISA primitives below.
+//
+// Accuracy (measured in tests/ops/test_activations.py against float64):
+//   exp_approx   Cody-Waite reduction to |r| <= ln2/2 and a degree-6 polynomial
+//                (fitted on Chebyshev nodes): < 1 fp32 ulp before scaling.
+//   normal_cdf   erfc(y) = t * exp(-y^2) * P(t), t = 1 / (1 + y/2), y >= 0, P of
+//                degree 10 fitted to erfc(y) exp(y^2) / t over t in (0, 1]: a few ulps
+//                relative everywhere, so Phi(x) = erfc(-x/sqrt2)/2 keeps its
+//                relative accuracy deep in the negative tail, where
+//                0.5 * (1 + erf(x)) loses everything to cancellation.
+//   tanh         never formed: 0.5 * (1 + tanh(z)) = sigmoid(2z) exactly, which is
+//                what the tanh GELU and its derivative need.
+#pragma once
+
+#include "common/vec.h"
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+
+inline VecF div(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
+// p * 2^n for integral n in [-150, 128]: two factors so neither exponent overflows.
+inline VecF scale_pow2(VecF p, VecF n) {
+  const __m512i ni = _mm512_cvtps_epi32(n.v);
+  const __m512i n1 = _mm512_srai_epi32(ni, 1);
+  const __m512i n2 = _mm512_sub_epi32(ni, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
+  return {_mm512_mul_ps(_mm512_mul_ps(p.v, s1), s2)};
+}
+// Lanes where x has its sign bit set take `neg`, the others `pos`.
+inline VecF select_sign(VecF x, VecF neg, VecF pos) {
+  return {_mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x.v)), pos.v, neg.v)};
+}
+template <typename T>
+inline void store_out(VecF v, T* p) { v.store(p); }
+template <typename T>
+inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
+
+#elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+
+inline VecF div(VecF a, VecF b) { return {_mm256_div_ps(a.v, b.v)}; }
+inline VecF scale_pow2(VecF p, VecF n) {
+  const __m256i ni = _mm256_cvtps_epi32(n.v);
+  const __m256i n1 = _mm256_srai_epi32(ni, 1);
+  const __m256i n2 = _mm256_sub_epi32(ni, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return {_mm256_mul_ps(_mm256_mul_ps(p.v, s1), s2)};
+}
+inline VecF select_sign(VecF x, VecF neg, VecF pos) { return {_mm256_blendv_ps(pos.v, neg.v, x.v)}; }
+
+// vec.h's AVX2 bf16 store goes through a scalar loop; this one rounds to nearest
+// even in vector registers (the bandwidth-bound kernels here would feel it).
+inline __m128i narrow_bf16(VecF f) {
+  const __m256i u = _mm256_castps_si256(f.v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
+  const __m256 nan = _mm256_cmp_ps(f.v, f.v, _CMP_UNORD_Q);
+  r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r),
+                                           _mm256_castsi256_ps(_mm256_or_si256(u, _mm256_set1_epi32(0x400000))), nan));
+  r = _mm256_srli_epi32(r, 16);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+  return _mm256_castsi256_si128(packed);
+}
+template <typename T>
+inline void store_out(VecF v, T* p) { v.store(p); }
+inline void store_out(VecF v, bf16_t* p) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow_bf16(v)); }
+template <typename T>
+inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
+
+#else  // portable
+
+inline VecF div(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x / y; }); }
+inline VecF scale_pow2(VecF p, VecF n) {
+  VecF r;
+  for (int i = 0; i < VecF::kWidth; ++i) {
+    const int32_t ni = int32_t(n.v[i]);
+    const int32_t n1 = ni >> 1, n2 = ni - n1;
+    r.v[i] = p.v[i] * bits_float(uint32_t(n1 + 127) << 23) * bits_float(uint32_t(n2 + 127) << 23);
+  }
+  return r;
+}
+inline VecF select_sign(VecF x, VecF neg, VecF pos) {
+  VecF r;
+  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = std::signbit(x.v[i]) ? neg.v[i] : pos.v[i];
+  return r;
+}
+template <typename T>
+inline void store_out(VecF v, T* p) { v.store(p); }
+template <typename T>
+inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
+
+#endif
+
+// ---- written once for every ISA ----
+
+inline VecF exp_approx(VecF x) {
+  // Below -104 the result is 0 in fp32, above 89 it is inf; the clamp keeps n in range.
+  x = min(max(x, VecF::broadcast(-104.0f)), VecF::broadcast(89.0f));
+  const VecF n = round_even(x * VecF::broadcast(1.44269502f));
+  VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);  // ln2 split: hi part exact in n*hi
+  r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
+  VecF p = VecF::broadcast(0.001394858118146658f);
+  p = fma(p, r, VecF::broadcast(0.008375128731131554f));
+  p = fma(p, r, VecF::broadcast(0.041666217148303986f));
+  p = fma(p, r, VecF::broadcast(0.16666415333747864f));
+  p = fma(p, r, VecF::broadcast(0.5f));
+  p = fma(p, r, VecF::broadcast(1.0f));
+  p = fma(p, r, VecF::broadcast(1.0f));
+  return scale_pow2(p, n);
+}
+
+// 1 / (1 + exp(-x))
+inline VecF sigmoid(VecF x) {
+  const VecF one = VecF::broadcast(1.0f);
+  return div(one, one + exp_approx(VecF::zero() - x));
+}
+
+// a * b + c with one rounding on every tier (vec.h's portable fma rounds twice,
+// which would lose the low half of x^2 below).
+inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_PORTABLE
+  VecF r;
+  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = std::fmaf(a.v[i], b.v[i], c.v[i]);
+  return r;
+#else
+  return fma(a, b, c);
+#endif
+}
+
+// Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt2) / 2 for x < 0, 1 - that for x >= 0,
+// with erfc(y) = t * exp(-y^2) * P(t), t = 1 / (1 + y/2). exp(-x^2/2) is also
+// returned (the GELU derivative needs it). x^2 is split into hi + lo exactly, so
+// exp(-x^2/2) = exp(-hi/2) * (1 - lo/2) keeps its relative accuracy in the tail
+// (rounding y = |x|/sqrt2 first would cost |x|^2 ulps there).
+inline VecF normal_cdf(VecF x, VecF* exp_neg_half_x2) {
+  const VecF one = VecF::broadcast(1.0f), half = VecF::broadcast(0.5f);
+  const VecF ax = abs(x);
+  const VecF hi = ax * ax;
+  const VecF lo = fused_mul_add(ax, ax, VecF::zero() - hi);
+  const VecF e_hi = exp_approx(VecF::zero() - hi * half);
+  const VecF e = fused_mul_add(VecF::zero() - lo * half, e_hi, e_hi);
+  *exp_neg_half_x2 = e;
+  const VecF t = div(one, fma(ax, VecF::broadcast(0.35355339059327373f), one));  // 1 / (1 + y/2)
+  VecF p = VecF::broadcast(0.04317306727170944f);
+  p = fma(p, t, VecF::broadcast(-0.23460549116134644f));
+  p = fma(p, t, VecF::broadcast(0.4933857321739197f));
+  p = fma(p, t, VecF::broadcast(-0.454563707113266f));
+  p = fma(p, t, VecF::broadcast(0.13185003399848938f));
+  p = fma(p, t, VecF::broadcast(-0.05905091017484665f));
+  p = fma(p, t, VecF::broadcast(0.09341474622488022f));
+  p = fma(p, t, VecF::broadcast(0.17532408237457275f));
+  p = fma(p, t, VecF::broadcast(0.24688388407230377f));
+  p = fma(p, t, VecF::broadcast(0.28209376335144043f));
+  p = fma(p, t, VecF::broadcast(0.282094806432724f));
+  const VecF half_erfc = half * t * e * p;
+  return select_sign(x, half_erfc, one - half_erfc);
+}
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS
