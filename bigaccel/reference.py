@@ -11,6 +11,8 @@ format is float32.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -33,6 +35,12 @@ __all__ = [
     "silu_and_mul",
     "gelu_and_mul",
     "gelu",
+    "ACTIVATIONS",
+    "bias_act",
+    "silu_and_mul_backward",
+    "gelu_and_mul_backward",
+    "gelu_backward",
+    "bias_act_backward",
 ]
 
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -279,7 +287,12 @@ def _split_gate_up(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x.shape[-1] % 2:
         raise ValueError(f"gated activations need an even last dimension [..., 2*d], got {tuple(x.shape)}")
     d = x.shape[-1] // 2
-    return x[..., :d].float(), x[..., d:].float()
+    return _compute(x[..., :d]), _compute(x[..., d:])
+
+
+def _compute(x: torch.Tensor) -> torch.Tensor:
+    """fp32 for fp32/bf16/fp16 inputs; float64 stays float64 (for gradcheck)."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
@@ -291,9 +304,84 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """``x = [gate | up]`` -> ``gelu(gate, approximate) * up``; approximate is "none" (erf) or "tanh"."""
     gate, up = _split_gate_up(x)
-    return (F.gelu(gate, approximate=approximate) * up).to(x.dtype)
+    return (_act(gate, _gelu_name(approximate)) * up).to(x.dtype)
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
-    """GELU computed in fp32; approximate is "none" (erf) or "tanh", as in nn.GELU."""
-    return F.gelu(x.float(), approximate=approximate).to(x.dtype)
+    """GELU computed in fp32; approximate is "none" (erf) or "tanh", as in nn.GELU.
+
+    Written as ``x * erfc(-x / sqrt2) / 2`` and ``x * sigmoid(2z)`` (= ``0.5 x (1 + tanh z)``), which
+    keep their relative accuracy in the negative tail, where F.gelu's ``1 + erf`` / ``1 + tanh``
+    cancel to nothing (below x ~ -5 F.gelu returns 0 in fp32)."""
+    return _act(_compute(x), _gelu_name(approximate)).to(x.dtype)
+
+
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
+"""Names bias_act takes: SiLU, GELU (erf) and GELU (tanh approximation)."""
+
+
+def _act(x: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "silu":
+        return F.silu(x)
+    if activation == "gelu":
+        return x * (0.5 * torch.special.erfc(x * -(0.5**0.5)))
+    if activation == "gelu_tanh":
+        return x * torch.sigmoid(x * (1 + 0.044715 * x * x) * (2 * math.sqrt(2 / math.pi)))
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def _act_derivative(x: torch.Tensor, activation: str) -> torch.Tensor:
+    """d act / dx, written out (not autograd) so that gradcheck tests the formula."""
+    if activation == "silu":
+        s = torch.sigmoid(x)
+        return s * (1 + x * (1 - s))
+    if activation == "gelu":
+        # Phi(x) + x * pdf(x); Phi as erfc keeps its accuracy in the negative tail (ndtr does not)
+        return 0.5 * torch.special.erfc(-x * 0.5**0.5) + x * torch.exp(-0.5 * x * x) * (2 * math.pi) ** -0.5
+    if activation == "gelu_tanh":
+        # 0.5 (1 + tanh z) = s = sigmoid(2z) and 0.5 (1 - tanh^2 z) = 2 s (1 - s)
+        k = math.sqrt(2 / math.pi)
+        s = torch.sigmoid(2 * k * (x + 0.044715 * x**3))
+        return s + x * 2 * s * (1 - s) * k * (1 + 3 * 0.044715 * x * x)
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+
+
+def _gelu_name(approximate: str) -> str:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return "gelu_tanh" if approximate == "tanh" else "gelu"
+
+
+def bias_act(x: torch.Tensor, bias: torch.Tensor, activation: str) -> torch.Tensor:
+    """``act(x + bias)`` with ``bias [K]`` along the last dim, added in fp32 (one rounding at the end,
+    unlike eager low-precision ``act(x + bias)``, which rounds the sum too)."""
+    return _act(_compute(x) + _compute(bias), activation).to(x.dtype)
+
+
+def _gated_backward(grad: torch.Tensor, x: torch.Tensor, activation: str) -> torch.Tensor:
+    gate, up = _split_gate_up(x)
+    g = _compute(grad)
+    d_gate = g * up * _act_derivative(gate, activation)
+    d_up = g * _act(gate, activation)
+    return torch.cat([d_gate, d_up], dim=-1).to(x.dtype)
+
+
+def silu_and_mul_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Gradient of :func:`silu_and_mul` w.r.t. ``x`` (``[..., 2d]``) given ``grad`` (``[..., d]``)."""
+    return _gated_backward(grad, x, "silu")
+
+
+def gelu_and_mul_backward(grad: torch.Tensor, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """Gradient of :func:`gelu_and_mul` w.r.t. ``x``."""
+    return _gated_backward(grad, x, _gelu_name(approximate))
+
+
+def gelu_backward(grad: torch.Tensor, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """Gradient of :func:`gelu` w.r.t. ``x``."""
+    return (_compute(grad) * _act_derivative(_compute(x), _gelu_name(approximate))).to(x.dtype)
+
+
+def bias_act_backward(grad: torch.Tensor, x: torch.Tensor, bias: torch.Tensor, activation: str) -> torch.Tensor:
+    """Gradient of :func:`bias_act` w.r.t. ``x`` (= w.r.t. the pre-activation ``x + bias``);
+    the bias gradient is its sum over all leading dimensions."""
+    return (_compute(grad) * _act_derivative(_compute(x) + _compute(bias), activation)).to(x.dtype)
