@@ -53,7 +53,15 @@ def tables(results: dict, source: str) -> str:
     out = [machine_line(results, source), "",
            f"Limits measured in the same run: read {lim['read_gbs']:.1f} GB/s, copy {lim['copy_gbs']:.1f} GB/s, "
            f"fp32 {p['fp32'] * 1e3:.0f} GFLOP/s, bf16 {p['bf16'] * 1e3:.0f} GFLOP/s, int8 {p['int8'] * 1e3:.0f} GOP/s "
-           f"({lim['sources'].get('int8', '')}).", ""]
+           f"({lim['sources'].get('int8', '')})"
+           + (f"; GEMM peaks raised to the best compute-bound baseline of the run ({', '.join(lim['raised_by'])})"
+              if lim.get("raised_by") else "") + ".", ""]
+    m = results["machine"]
+    if m.get("load_average") and m["load_average"][0] > 0.5 * m["cpus_available"] and not m.get("gpu"):
+        out += [f"*The machine was shared with other work during this run (load average {m['load_average'][0]:.1f} "
+                f"on {m['cpus_available']} CPUs): rows are the fastest of several calls, but treat them as "
+                "indicative, the end-to-end rows especially, and rerun on a quiet machine for firm numbers. "
+                "Bandwidth-bound rows above 100% of read bandwidth were partly served from cache.*", ""]
     rows = [r for r in results["rows"] if "skipped" not in r]
     ms = _ms(rows)
     speed, pct = {}, {}
