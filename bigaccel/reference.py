@@ -304,16 +304,16 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 def gelu_and_mul(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """``x = [gate | up]`` -> ``gelu(gate, approximate) * up``; approximate is "none" (erf) or "tanh"."""
     gate, up = _split_gate_up(x)
-    return (_act(gate, _gelu_name(approximate)) * up).to(x.dtype)
+    return (F.gelu(gate, approximate=approximate) * up).to(x.dtype)
 
 
 def gelu(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """GELU computed in fp32; approximate is "none" (erf) or "tanh", as in nn.GELU.
 
-    Written as ``x * erfc(-x / sqrt2) / 2`` and ``x * sigmoid(2z)`` (= ``0.5 x (1 + tanh z)``), which
-    keep their relative accuracy in the negative tail, where F.gelu's ``1 + erf`` / ``1 + tanh``
-    cancel to nothing (below x ~ -5 F.gelu returns 0 in fp32)."""
-    return _act(_compute(x), _gelu_name(approximate)).to(x.dtype)
+    This is F.gelu, whose ``1 + erf`` / ``1 + tanh`` cancel in the negative tail (below x ~ -5 it
+    returns 0 in fp32); the kernels compute ``x * erfc(-x / sqrt2) / 2`` and ``x * sigmoid(2z)``
+    instead, which keep their relative accuracy there, so they are tested against float64."""
+    return F.gelu(_compute(x), approximate=approximate).to(x.dtype)
 
 
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
@@ -323,10 +323,8 @@ ACTIVATIONS = ("silu", "gelu", "gelu_tanh")
 def _act(x: torch.Tensor, activation: str) -> torch.Tensor:
     if activation == "silu":
         return F.silu(x)
-    if activation == "gelu":
-        return x * (0.5 * torch.special.erfc(x * -(0.5**0.5)))
-    if activation == "gelu_tanh":
-        return x * torch.sigmoid(x * (1 + 0.044715 * x * x) * (2 * math.sqrt(2 / math.pi)))
+    if activation in ("gelu", "gelu_tanh"):
+        return F.gelu(x, approximate="tanh" if activation == "gelu_tanh" else "none")
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 
