@@ -6,7 +6,8 @@
 // epilogue receives every finished element.
 //
 // A policy P supplies the vector types: kBytes (elements per step), Acc, zero(),
-// load_a(p[, n]), load_b(p[, n]), dot(acc, a, b), reduce(acc). See vec.h.
+// load_a(p[, n]), load_b(p[, n]), dot(acc, a, b), reduce(acc), and the register tile
+// kTileM x kTileN that fits the ISA's register file. See vec.h.
 #pragma once
 
 #include "common/vec.h"
@@ -16,6 +17,11 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 // fp32 activations against int8 weights (W8A16): fma over widened int8.
 struct DotF32S8 {
   static constexpr int kBytes = VecF::kWidth;
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+  static constexpr int kTileM = 2, kTileN = 4;  // 8 accumulators + 5 operands of 16 ymm
+#else
+  static constexpr int kTileM = 4, kTileN = 4;
+#endif
   using Acc = VecF;
   using A = VecF;
   using B = VecF;

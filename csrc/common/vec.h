@@ -10,9 +10,11 @@
 //   load(const int8_t*), load(const int8_t*, n)   int8 widened exactly to fp32
 //
 // DotU8S8: dot products of u8 and s8 bytes into int32 lanes (VNNI vpdpbusd on
-// AVX-512, exact 16-bit widening elsewhere), for the int8 GEMMs:
+// AVX-512, vpmaddubsw with the sign moved onto the activations on AVX2, plain loops
+// elsewhere), for the int8 GEMMs:
 //   kBytes, Acc, zero(), load_a(const uint8_t*[, n]), load_b(const int8_t*[, n]),
-//   dot(acc, a, b), reduce(acc) -> int32
+//   dot(acc, a, b), reduce(acc) -> int32, and kOffsetA: the dot products include
+//   kOffsetA * sum_k w, which the caller subtracts
 // DotBF16S8 (AVX-512 only, needs AVX512_BF16): bf16 activations x int8 weights
 // converted to bf16 (exact), vdpbf16ps into fp32 lanes.
 #pragma once
@@ -78,6 +80,8 @@ inline VecF round_even(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO
 
 struct DotU8S8 {
   static constexpr int kBytes = 64;
+  static constexpr int kTileM = 4, kTileN = 4;  // 16 accumulators + 5 operands of 32 zmm
+  static constexpr int kOffsetA = 128;         // dot() sums (a + 128) * w
   using Acc = __m512i;
   using A = __m512i;
   using B = __m512i;
@@ -93,6 +97,7 @@ struct DotU8S8 {
 
 struct DotBF16S8 {
   static constexpr int kBytes = 32;
+  static constexpr int kTileM = 4, kTileN = 4;
   using Acc = __m512;
   using A = __m512bh;
   using B = __m512bh;
@@ -186,33 +191,41 @@ inline VecF min(VecF a, VecF b) { return {_mm256_min_ps(a.v, b.v)}; }
 inline VecF abs(VecF a) { return {_mm256_andnot_ps(_mm256_set1_ps(-0.0f), a.v)}; }
 inline VecF round_even(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
+// No VNNI here: vpmaddubsw multiplies u8 by s8 into saturating 16-bit pair sums,
+// which is exact only when |pair| <= 32767. Operands arrive as a_u8 = a + 128,
+// which could saturate, so the signed a is recovered (xor 0x80) and the sign
+// moved onto it: |w| * sign(a, w) = a * w with |w| <= 128 and |a| <= 127, so a
+// pair is at most 2 * 128 * 127 = 32512. Then vpmaddwd by ones widens to int32.
 struct DotU8S8 {
   static constexpr int kBytes = 32;
+  static constexpr int kTileM = 4, kTileN = 2;  // 8 accumulators + 2x2 B + A + ones of 16 ymm
+  static constexpr int kOffsetA = 0;           // dot() sums a * w
   using Acc = __m256i;
-  struct A {
-    __m256i lo, hi;  // 16-bit lanes: no saturation, unlike vpmaddubsw
+  using A = __m256i;  // signed a
+  struct B {
+    __m256i w, abs_w;
   };
-  using B = A;
   static Acc zero() { return _mm256_setzero_si256(); }
   static A load_a(const uint8_t* p) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return {_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), _mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1))};
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), _mm256_set1_epi8(char(0x80)));
   }
   static B load_b(const int8_t* p) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(v)), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(v, 1))};
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    return {w, _mm256_abs_epi8(w)};
   }
-  template <typename T>
-  static A load_tail(const T* p, int n, A (*full)(const T*)) {
+  // Tails are zero-filled: a zero weight contributes nothing, whatever a is.
+  template <typename T, typename R>
+  static R load_tail(const T* p, int n, R (*full)(const T*), T fill) {
     T tmp[kBytes];
-    std::memset(tmp, 0, sizeof(tmp));
+    std::memset(tmp, fill, sizeof(tmp));
     std::memcpy(tmp, p, n);
     return full(tmp);
   }
-  static A load_a(const uint8_t* p, int n) { return load_tail<uint8_t>(p, n, &load_a); }
-  static B load_b(const int8_t* p, int n) { return load_tail<int8_t>(p, n, &load_b); }
+  static A load_a(const uint8_t* p, int n) { return load_tail<uint8_t, A>(p, n, &load_a, uint8_t(0x80)); }
+  static B load_b(const int8_t* p, int n) { return load_tail<int8_t, B>(p, n, &load_b, int8_t(0)); }
   static Acc dot(Acc acc, A a, B b) {
-    return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(a.lo, b.lo), _mm256_madd_epi16(a.hi, b.hi)));
+    const __m256i pairs = _mm256_maddubs_epi16(b.abs_w, _mm256_sign_epi8(a, b.w));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
   static int32_t reduce(Acc acc) {
     __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
@@ -277,6 +290,8 @@ inline VecF round_even(VecF a) { return VecF::map2(a, a, [](float x, float) { re
 
 struct DotU8S8 {
   static constexpr int kBytes = 16;
+  static constexpr int kTileM = 4, kTileN = 4;
+  static constexpr int kOffsetA = 128;  // dot() sums (a + 128) * w
   using Acc = int32_t;
   template <typename T>
   struct Bytes {

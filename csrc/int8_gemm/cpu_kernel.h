@@ -1,7 +1,8 @@
 // int8 GEMMs on CPU, written once for every ISA (see common/dot_tile.h).
 //
 // W8A8: activations arrive as u8 = int8 + 128 (VNNI multiplies u8 by s8), so
-//   sum_k a_u8 * w = acc + 128 * sum_k w, and the epilogue subtracts 128 * w_sum[n].
+//   sum_k a_u8 * w = acc + 128 * sum_k w, and the epilogue subtracts 128 * w_sum[n]
+//   (the AVX2 policy undoes the shift in registers instead: see DotU8S8::kOffsetA).
 //   out[m][n] = float(acc) * (a_scale[m] * w_scale[n]) + bias[n], as in the reference.
 // W8A16: fp32 activations against widened int8 weights, fp32 accumulation;
 //   out[m][n] = acc * w_scale[n] + bias[n].
@@ -22,9 +23,9 @@ template <typename T>
 static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                           int64_t n_end, const float* a_scale, const float* w_scale, const int32_t* w_sum,
                           const float* bias, T* out) {
-  constexpr int MR = 4, NR = 4;
+  constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
   auto epi = [&](int64_t m, int64_t n, int32_t acc) {
-    const float v = float(acc - 128 * w_sum[n]) * (a_scale[m] * w_scale[n]);
+    const float v = float(acc - DotU8S8::kOffsetA * w_sum[n]) * (a_scale[m] * w_scale[n]);
     from_float(bias ? v + bias[n] : v, out + m * N + n);
   };
   dot_gemm<DotU8S8, MR, NR>(a, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
@@ -46,7 +47,7 @@ void int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64
 template <typename T>
 static void int8_weight_only_typed(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                                    int64_t n_end, const float* w_scale, const float* bias, T* out) {
-  constexpr int MR = 4, NR = 4;
+  constexpr int MR = DotF32S8::kTileM, NR = DotF32S8::kTileN;
   auto epi = [&](int64_t m, int64_t n, float acc) {
     const float v = acc * w_scale[n];
     from_float(bias ? v + bias[n] : v, out + m * N + n);
@@ -73,7 +74,7 @@ template <typename T>
 static void int8_weight_only_bf16_typed(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
                                         int64_t n_begin, int64_t n_end, const float* w_scale, const float* bias,
                                         T* out) {
-  constexpr int MR = 4, NR = 4;
+  constexpr int MR = DotBF16S8::kTileM, NR = DotBF16S8::kTileN;
   auto epi = [&](int64_t m, int64_t n, float acc) {
     const float v = acc * w_scale[n];
     from_float(bias ? v + bias[n] : v, out + m * N + n);
