@@ -108,13 +108,11 @@ _declare(
     "ScalarType out_dtype=float) -> Tensor",
     _int8_mm_fake,
     _int8_mm_ref,
-    compiled=("cpu",),
 )
 _declare(
     "int8_weight_only_mm(Tensor x, Tensor w, Tensor w_scale, Tensor? bias=None) -> Tensor",
     _int8_weight_only_mm_fake,
     reference.int8_weight_only_mm,
-    compiled=("cpu",),
 )
 _triton("int8_mm", "int8_gemm")
 _triton("int8_weight_only_mm", "int8_gemm")
@@ -137,6 +135,48 @@ def _check_int8_weight(op: str, x: torch.Tensor, w: torch.Tensor, w_scale: torch
             raise ValueError(f"bigaccel.{op}: the input is on {x.device} but the {name} is on {t.device}; move both to one device")
 
 
+def _int8_matmul(x2d: torch.Tensor, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+    if weight_only:
+        return backends.get("int8_weight_only_mm", x2d.device)(x2d.contiguous(), w, w_scale, bias)
+    a, a_scale = quantize_per_token(x2d)
+    return backends.get("int8_mm", x2d.device)(a, a_scale, w, w_scale, w_sum, bias, x2d.dtype)
+
+
+class _Int8LinearGrad(torch.autograd.Function):
+    """Gradients through a frozen int8 layer, so that converted layers can sit in a
+    model that is trained around them (adapters, prompt tuning): the int8 weight
+    gets none, the activation quantization is passed straight through, and
+    d out / d x is the dequantized weight, the gradient of the layer it replaced."""
+
+    @staticmethod
+    def forward(x2d, w, w_scale, w_sum, bias, weight_only):
+        return _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, w, w_scale, _, bias, _ = inputs
+        ctx.save_for_backward(w, w_scale)
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, w_scale = ctx.saved_tensors
+        grad32 = grad.float()
+        grad_x = (grad32 * w_scale) @ w.float() if ctx.needs_input_grad[0] else None
+        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[4] else None
+        return (grad_x.to(grad.dtype) if grad_x is not None else None), None, None, None, grad_bias, None
+
+
+def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+    x2d = x.reshape(-1, x.shape[-1])
+    wants_grad = torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad))
+    if wants_grad:
+        out = _Int8LinearGrad.apply(x2d, w, w_scale, w_sum, bias, weight_only)
+    else:
+        out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+    return out.reshape(*x.shape[:-1], w.shape[0])
+
+
 def int8_linear(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -147,25 +187,22 @@ def int8_linear(
     """W8A8 dynamic linear: quantize ``x [..., K]`` per token, int8 GEMM against
     ``w`` int8 ``[N, K]`` (per-channel ``w_scale`` fp32 ``[N]``), then scale, bias
     and cast back to ``x``'s dtype in the epilogue. ``w_sum`` (int32 ``[N]``, the
-    weight's row sums) saves the CPU kernel a pass over the weight."""
+    weight's row sums) saves the CPU kernel a pass over the weight. Differentiable
+    in ``x`` and ``bias`` (straight through the activation quantization)."""
     _check_activation(x, "int8_linear")
     _check_int8_weight("int8_linear", x, w, w_scale, bias)
-    lead = x.shape[:-1]
-    a, a_scale = quantize_per_token(x.reshape(-1, x.shape[-1]))
-    out = backends.get("int8_mm", x.device)(a, a_scale, w, w_scale, w_sum, bias, x.dtype)
-    return out.reshape(*lead, w.shape[0])
+    return _int8_linear(x, w, w_scale, w_sum, bias, weight_only=False)
 
 
 def int8_weight_only_linear(
     x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
     """W8A16 linear: ``x [..., K]`` (fp32/bf16/fp16) against int8 ``w`` ``[N, K]``
-    with per-channel ``w_scale``, dequantized inside the kernel; output in ``x``'s dtype."""
+    with per-channel ``w_scale``, dequantized inside the kernel; output in ``x``'s
+    dtype. Differentiable in ``x`` and ``bias``."""
     _check_activation(x, "int8_weight_only_linear")
     _check_int8_weight("int8_weight_only_linear", x, w, w_scale, bias)
-    lead = x.shape[:-1]
-    out = backends.get("int8_weight_only_mm", x.device)(x.reshape(-1, x.shape[-1]).contiguous(), w, w_scale, bias)
-    return out.reshape(*lead, w.shape[0])
+    return _int8_linear(x, w, w_scale, None, bias, weight_only=True)
 
 
 # ---------------------------------------------------------------------------

@@ -82,3 +82,27 @@ def test_torch_compile_matches_eager(cls):
     layer(x)  # choose the backend eagerly, as a model's first call does
     compiled = torch.compile(layer, fullgraph=True)
     torch.testing.assert_close(compiled(x), eager, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cls", MODULES)
+def test_gradient_flows_to_the_input_through_the_dequantized_weight(cls):
+    layer = cls.from_linear(_linear())
+    x = torch.randn(2, 3, 96, requires_grad=True)
+    grad_out = torch.randn(2, 3, 40)
+    layer(x).backward(grad_out)
+    # Straight through the activation quantization: d out / d x is the dequantized weight.
+    expected = grad_out @ layer.dequantized_weight()
+    torch.testing.assert_close(x.grad, expected, rtol=1e-5, atol=1e-5)
+    assert layer.weight.grad is None
+
+
+@pytest.mark.parametrize("cls", MODULES)
+def test_compiles_with_grad_enabled(cls):
+    # Inference without no_grad is common (a model whose embeddings require grad).
+    layer = cls.from_linear(_linear())
+    x = torch.randn(4, 96, requires_grad=True)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    out = compiled(x)
+    torch.testing.assert_close(out, layer(x))
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, torch.ones(4, 40) @ layer.dequantized_weight(), rtol=1e-5, atol=1e-5)
