@@ -20,7 +20,10 @@ def _print_info(data: dict) -> None:
     cuda = data["cuda"]
     archs = ";".join(cuda["archs_compiled"]) or "-"
     gpu = f"{cuda['gpu']['name']} ({cuda['gpu']['arch']})" if cuda["gpu"] else "no GPU visible"
-    print(f"  cuda: built={cuda['built']} archs={archs} (CUDA {cuda['cuda_built_with']}); {gpu}")
+    cutlass = "with CUTLASS GEMMs" if cuda.get("cutlass") else "without CUTLASS GEMMs (pip install nvidia-cutlass, rebuild)"
+    if not cuda["built"]:
+        cutlass = "-"
+    print(f"  cuda: built={cuda['built']} archs={archs} (CUDA {cuda['cuda_built_with']}, {cutlass}); {gpu}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:
