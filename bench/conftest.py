@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench import cases as cases_pkg
+from bench import timing
 from bench.cases import BenchConfig
 from bench.limits import measure_limits
 from bench.runner import setup_threads
@@ -30,6 +31,7 @@ def _cfg(config) -> BenchConfig:
 
 def pytest_configure(config):
     setup_threads(config.getoption("--bench-threads"))
+    timing.ROTATION_FACTOR = 2.0 if config.getoption("--bench-quick") else 8.0
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 

@@ -15,6 +15,7 @@ from . import e2e, machine
 from .case import Row, Skip, add_speedups
 from .cases import BenchConfig
 from .limits import Limits, measure_limits, raise_to_observed
+from . import timing
 from .timing import cpu_threads_available, measure
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -44,10 +45,9 @@ def run_case(case, limits: Limits, budget_s: float) -> Row:
         call = case.setup()
     except Skip as exc:
         return Row(case, skipped=str(exc))
-    timing = measure(call, case.device, budget_s)
+    t = measure(call, case.device, budget_s)
     del call  # free this case's operand copies (by reference count) before the next is built
-    return Row(case, timing.seconds, timing.reps, limits.judge(case.flops, case.nbytes, timing.seconds, case.compute),
-               median_s=timing.median_s)
+    return Row(case, t.seconds, t.reps, limits.judge(case.flops, case.nbytes, t.seconds, case.compute), median_s=t.median_s)
 
 
 def selected(family: str, opts: Options) -> bool:
@@ -58,6 +58,7 @@ def run(opts: Options, log=print) -> dict:
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = setup_threads(opts.threads)
     cfg = BenchConfig(device=device, quick=opts.quick)
+    timing.ROTATION_FACTOR = 2.0 if opts.quick else 8.0
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao's deprecation notice, per call
     families = cases_pkg.families()
     unknown = [o for o in opts.ops if o not in families and o != "e2e"]
@@ -89,7 +90,8 @@ def run(opts: Options, log=print) -> dict:
         seconds["e2e"] = time.perf_counter() - e2e_start
     results = {
         "machine": machine.describe(device),
-        "options": {"quick": opts.quick, "threads": threads, "ops": opts.ops, "budget_s": budget(opts)},
+        "options": {"quick": opts.quick, "threads": threads, "ops": opts.ops, "budget_s": budget(opts),
+                    "rotation_x_cache": timing.ROTATION_FACTOR},
         "limits": limits.as_dict(),
         "notes": notes,
         "rows": [r.as_dict() for r in rows],

@@ -21,6 +21,9 @@ import torch
 
 _FALLBACK_LLC = 32 * 2**20
 MAX_COPIES = 4096  # the harness's own tests lower this: at toy sizes rotation only costs time
+# How many times the cache the rotated operands fill. --quick (a smoke run for CI)
+# lowers it to 2: still past the cache, and allocating 8x per case dominated its time.
+ROTATION_FACTOR = 8.0
 
 
 def cpu_threads_available() -> int:
@@ -51,10 +54,12 @@ def cache_bytes(device: str) -> int:
     return cpu_llc_bytes()
 
 
-def copies_to_exceed_cache(bytes_per_copy: float, device: str, factor: float = 8.0, cap: int = 4096) -> int:
-    """How many copies of the operands make their total at least `factor` x the cache."""
+def copies_to_exceed_cache(bytes_per_copy: float, device: str, factor: float | None = None, cap: int = 4096) -> int:
+    """How many copies of the operands make their total at least `factor` (default
+    ROTATION_FACTOR) x the cache."""
     if bytes_per_copy <= 0:
         return 1
+    factor = ROTATION_FACTOR if factor is None else factor
     return max(1, min(cap, MAX_COPIES, math.ceil(factor * cache_bytes(device) / bytes_per_copy)))
 
 
