@@ -39,29 +39,8 @@ def _dynamic_linear_type():
     return Linear
 
 
-def pruning_hooks(module: nn.Module) -> list:
-    """The torch.nn.utils.prune reparametrisations on `module` (forward pre-hooks)."""
-    from torch.nn.utils.prune import BasePruningMethod
-
-    return [h for h in module._forward_pre_hooks.values() if isinstance(h, BasePruningMethod)]
-
-
-def effective_linear(module: nn.Linear) -> nn.Linear:
-    """`module` itself, or for a pruned nn.Linear a detached copy holding the masked
-    weight (weight_orig * weight_mask, computed now, not the value cached at the
-    last forward) and a plain bias: what the layer computes, without the hooks."""
-    hooks = pruning_hooks(module)
-    if not hooks:
-        return module
-    tensors = {"weight": module.weight, "bias": module.bias}
-    for hook in hooks:  # a PruningContainer (pruned twice) is one hook that applies every mask
-        tensors[hook._tensor_name] = hook.apply_mask(module)
-    out_features, in_features = tensors["weight"].shape
-    plain = nn.Linear(in_features, out_features, bias=tensors["bias"] is not None, device="meta")
-    plain.weight = nn.Parameter(tensors["weight"].detach(), requires_grad=False)
-    if tensors["bias"] is not None:
-        plain.bias = nn.Parameter(tensors["bias"].detach(), requires_grad=False)
-    return plain
+# Moved to bigaccel.sparsity; re-exported here for the converter.
+from .sparsity import effective_linear, pruning_hooks  # noqa: E402,F401
 
 
 @dataclass
