@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -194,7 +195,7 @@ def _nn_class(name: str):
 
 @dataclass
 class Int4Config(ConvertConfig):
-    """int4 group-wise weight-only (W4A16), bigaccel.nn.Int4Linear (in a later version).
+    """int4 group-wise weight-only (W4A16), bigaccel.nn.Int4Linear.
     group_size: 32, 64 or 128 weights per scale along K; zero_point: asymmetric groups."""
 
     group_size: int = 128
@@ -211,6 +212,8 @@ class Int4Config(ConvertConfig):
 
     def unsupported_reason(self, module):
         weight = effective_linear(module).weight
+        if not weight.dtype.is_floating_point:
+            return f"weight dtype {weight.dtype} is not a float type"
         reason = _linear_shape_reason(weight)
         if reason is None and weight.shape[1] % self.group_size:
             reason = f"in_features={weight.shape[1]} is not a multiple of group_size={self.group_size}"
@@ -220,13 +223,29 @@ class Int4Config(ConvertConfig):
         return _nn_class("Int4Linear").from_linear(effective_linear(module), group_size=self.group_size,
                                                    zero_point=self.zero_point)
 
+    def build_structure(self, module):
+        bias = module.bias
+        weight = module.weight if hasattr(module, "weight") else module.weight_orig
+        return _nn_class("Int4Linear")(module.in_features, module.out_features, bias=bias is not None,
+                                       group_size=self.group_size, zero_point=self.zero_point, device=weight.device,
+                                       bias_dtype=bias.dtype if bias is not None else torch.float32)
+
 
 @dataclass
 class Sparse24Config(ConvertConfig):
-    """2:4 semi-structured sparse weights (bigaccel.nn.Sparse24Linear, in a later version);
-    int8=True also quantizes them to int8."""
+    """2:4 semi-structured sparse weights (bigaccel.nn.Sparse24Linear); int8=True
+    also quantizes them to int8 (Sparse24Int8Linear, in a later version).
+
+    Converts layers whose weight is 2:4 already, and layers pruned with
+    torch.nn.utils.prune whose mask is 2:4 (the mask is kept exactly). Other
+    layers are skipped with the fraction of groups of 4 that violate 2:4, unless
+    prune_dense=True (dense weights pruned to 2:4 by magnitude: this changes the
+    model; fine-tune after bigaccel.sparsity.prune_model instead when accuracy
+    matters) or reprune_masks=True (non-2:4 masks re-pruned to 2:4)."""
 
     int8: bool = False
+    prune_dense: bool = False
+    reprune_masks: bool = False
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -235,17 +254,40 @@ class Sparse24Config(ConvertConfig):
     def unavailable_reason(self):
         if _nn_class("Sparse24Linear") is None:
             return "the 2:4 sparse path (bigaccel.nn.Sparse24Linear) is not in this version of bigaccel yet"
+        if self.int8 and _nn_class("Sparse24Int8Linear") is None:
+            return "the 2:4 + int8 path (bigaccel.nn.Sparse24Int8Linear) is not in this version of bigaccel yet"
         return None
 
     def unsupported_reason(self, module):
+        from .sparsity import pruning_mask, violating_fraction
+
         weight = effective_linear(module).weight
+        if not weight.dtype.is_floating_point:
+            return f"weight dtype {weight.dtype} is not a float type"
         reason = _linear_shape_reason(weight)
         if reason is None and weight.shape[1] % 4:
             reason = f"in_features={weight.shape[1]} is not a multiple of 4"
+        if reason is None:
+            mask = pruning_mask(module)
+            if mask is not None and violating_fraction(mask) and not self.reprune_masks:
+                reason = (f"its pruning mask is not 2:4 ({violating_fraction(mask):.1%} of groups of 4 keep more than "
+                          f"2 weights); kept dense: set reprune_masks=True to re-prune it to 2:4")
+            elif mask is None and violating_fraction(weight) and not self.prune_dense:
+                reason = (f"weight is not 2:4 ({violating_fraction(weight):.1%} of groups of 4 violate); kept dense: "
+                          f"prune with bigaccel.sparsity.prune_model first, or set prune_dense=True")
         return reason
 
     def build(self, module):
-        return _nn_class("Sparse24Linear").from_linear(effective_linear(module), int8=self.int8)
+        with warnings.catch_warnings():  # prune_dense=True asked for magnitude pruning
+            warnings.simplefilter("ignore")
+            return _nn_class("Sparse24Linear").from_linear(module, int8=self.int8, reprune=self.reprune_masks)
+
+    def build_structure(self, module):
+        bias = module.bias
+        weight = module.weight if hasattr(module, "weight") else module.weight_orig
+        return _nn_class("Sparse24Linear")(module.in_features, module.out_features, bias=bias is not None,
+                                           device=weight.device, dtype=weight.dtype,
+                                           bias_dtype=bias.dtype if bias is not None else None)
 
 
 def _is_gated_mlp(module: nn.Module) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "pack_int4",
     "unpack_int4",
     "dequantize_int4",
+    "int4_mm",
     "is_2_4_sparse",
     "compress_2_4",
     "decompress_2_4",
@@ -206,6 +207,18 @@ def dequantize_int4(
     zero = 8.0 if zeros is None else zeros.float()[..., None]
     w = (codes.reshape(n, k // group_size, group_size) - zero) * scales.float()[..., None]
     return w.reshape(n, k)
+
+
+def int4_mm(
+    x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """W4A16 GEMM: ``out = x @ dequantize_int4(...).T + bias`` with the weight dequantized
+    exactly in fp32, fp32 accumulation, and one rounding to ``x``'s dtype."""
+    out = x.float() @ dequantize_int4(packed, scales, zeros, group_size).t()
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
 
 
 def _check_int4_args(weight: torch.Tensor, group_size: int) -> None:

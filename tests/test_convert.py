@@ -77,10 +77,15 @@ def test_int8_recipes_convert_an_mlp_and_a_llama(recipe):
 def test_every_available_recipe_converts_the_llama(recipe):
     model, x = small_llama(), tokens()
     model.lm_head.register_forward_hook(lambda m, i, o: None)
+    if recipe.startswith("sparse24"):  # converts 2:4 layers as they are: prune first, then compare
+        from bigaccel.sparsity import prune_model
+        prune_model(model)
     ref = model(x)
     report = bigaccel.convert(model, recipe)
     assert report.converted and all(type(model.get_submodule(r.name)).__name__ == r.new_type for r in report.converted)
-    assert rel_error(model(x), ref) < 0.05  # int8 rounding: ~1% per layer; fusion: float reassociation only
+    # int8 rounding: ~1% per layer; fusion: float reassociation only; int4 (16 levels a group):
+    # ~5-7% per layer on these uniform weights, compounding over the 2 blocks.
+    assert rel_error(model(x), ref) < (0.2 if recipe.startswith("int4") else 0.05)
     if recipe in INT8_RECIPES:
         assert "1 hook(s) stay on the old module" in {r.name: r.note for r in report.converted}["lm_head"]
 

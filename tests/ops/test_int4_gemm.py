@@ -1,0 +1,121 @@
+"""int4_mm (W4A16, group-wise): every backend against the reference."""
+import pytest
+import torch
+
+import bigaccel
+from bigaccel import reference
+from tests.conftest import backend_cases
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+MS = [1, 3, 17, 64]
+# N odd; K a multiple of the group but not of larger blocks (128, 256).
+GROUP_NKS = [(32, 37, 160), (64, 21, 192), (128, 19, 384)]
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def _data(m, n, k, g, dtype, zero_point, seed=0, bias=True):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(m, k, generator=gen) * 2).to(dtype)
+    w = torch.randn(n, k, generator=gen) / 10
+    packed, scales, zeros = reference.quantize_int4(w, g, zero_point)
+    b = torch.randn(n, generator=gen).to(dtype) if bias else None
+    return x, packed, scales, zeros, b
+
+
+def _tolerance(x, packed, scales, zeros, g, b, ref):
+    # fp32 sums of K products in another order differ by at most ~K*eps*sum|x*w|; then one
+    # rounding to the output dtype each side.
+    k = x.shape[1]
+    w = reference.dequantize_int4(packed, scales, zeros, g).double()
+    sum_abs = x.double().abs() @ w.abs().t()
+    bias_abs = b.double().abs() if b is not None else 0
+    return k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30
+
+
+def _too_slow(case, m):
+    return case[0] == "triton" and case[1] == "cpu" and m > 3  # the interpreter is numpy
+
+
+@pytest.mark.parametrize("case", backend_cases("int4_mm"))
+@pytest.mark.parametrize("zero_point", [True, False], ids=["asym", "sym"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
+@pytest.mark.parametrize("m", MS)
+def test_w4a16_matches_reference(case, zero_point, dtype, gnk, m, use_backend):
+    g, n, k = gnk
+    if _too_slow(case, m):
+        pytest.skip("too large for the Triton interpreter")
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, packed, scales, zeros, b = _data(m, n, k, g, dtype, zero_point, seed=m + n)
+    dev = lambda t: t.to(device) if t is not None else None  # noqa: E731
+    out = bigaccel.ops.int4_linear(dev(x), dev(packed), dev(scales), dev(zeros), g, dev(b)).cpu()
+    ref = reference.int4_mm(x, packed, scales, zeros, g, b)
+    assert out.dtype == dtype and out.shape == (m, n)
+    tol = _tolerance(x, packed, scales, zeros, g, b, ref)
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("int4_mm"))
+def test_no_bias_empty_batch_leading_dims_and_non_contiguous(case, use_backend):
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, packed, scales, zeros, _ = _data(3, 9, 64, 32, torch.float32, True)
+    x, packed, scales, zeros = x.to(device), packed.to(device), scales.to(device), zeros.to(device)
+    x_strided = torch.randn(3, 128, device=device)[:, ::2]
+    fn = bigaccel.ops.int4_linear
+    torch.testing.assert_close(fn(x_strided, packed, scales, zeros, 32), fn(x_strided.contiguous(), packed, scales, zeros, 32),
+                               rtol=0, atol=0)
+    assert fn(x[:0], packed, scales, zeros, 32).shape == (0, 9)
+    out = fn(x.reshape(3, 1, 64), packed, scales, zeros, 32)
+    assert out.shape == (3, 1, 9)
+    ref = reference.int4_mm(x.cpu(), packed.cpu(), scales.cpu(), zeros.cpu(), 32)
+    tol = _tolerance(x.cpu(), packed.cpu(), scales.cpu(), zeros.cpu(), 32, None, ref)
+    assert torch.all((out.reshape(3, 9).cpu().double() - ref.double()).abs() <= tol)
+
+
+def test_error_is_the_quantization_error():
+    """Against the float weight: int4 group-wise RTN on Gaussian data is ~5-10% off, not garbage."""
+    gen = torch.Generator().manual_seed(5)
+    x, w = torch.randn(8, 256, generator=gen), torch.randn(48, 256, generator=gen) / 20
+    exact = x.double() @ w.double().t()
+    for zp in (True, False):
+        packed, scales, zeros = reference.quantize_int4(w, 64, zp)
+        ours = bigaccel.ops.int4_linear(x, packed, scales, zeros, 64).double()
+        assert (ours - exact).norm() / exact.norm() < 0.15
+
+
+def test_opcheck():
+    x, packed, scales, zeros, b = _data(5, 7, 64, 32, torch.float32, True)
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x, packed, scales, zeros, 32, b))
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x.bfloat16(), packed, scales, None, 32))
+
+
+def test_torch_compile():
+    x, packed, scales, zeros, b = _data(4, 7, 64, 32, torch.float32, True)
+    fn = torch.compile(lambda x: bigaccel.ops.int4_linear(x, packed, scales, zeros, 32, b), backend="eager",
+                       fullgraph=True)
+    torch.testing.assert_close(fn(x), bigaccel.ops.int4_linear(x, packed, scales, zeros, 32, b))
+
+
+def test_bad_input_is_explained():
+    x, packed, scales, zeros, b = _data(4, 8, 64, 32, torch.float32, True)
+    fn = bigaccel.ops.int4_linear
+    with pytest.raises(ValueError, match="group_size must be one of"):
+        fn(x, packed, scales, zeros, 16)
+    with pytest.raises(ValueError, match="K mismatch: the input's last dimension is 62"):
+        fn(x[:, :62], packed, scales, zeros, 32)
+    with pytest.raises(ValueError, match="K=64 is not a multiple of group_size=128"):
+        fn(x, packed, scales, zeros, 128)
+    with pytest.raises(TypeError, match="packed weight must be uint8"):
+        fn(x, packed.to(torch.int8), scales, zeros, 32)
+    with pytest.raises(ValueError, match=r"scales must be float32 \[N, K/G\] = \[8, 2\]"):
+        fn(x, packed, scales.half(), zeros, 32)
+    with pytest.raises(ValueError, match="zeros must be uint8"):
+        fn(x, packed, scales, zeros.float(), 32)
+    with pytest.raises(ValueError, match="bias must have 8 elements"):
+        fn(x, packed, scales, zeros, 32, torch.zeros(7))
+    with pytest.raises(TypeError, match="must be float32, bfloat16 or float16"):
+        fn(x.double(), packed, scales, zeros, 32)
+    with pytest.raises(ValueError, match="is on meta"):
+        fn(x, packed.to("meta"), scales, zeros, 32)
