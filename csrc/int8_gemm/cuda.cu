@@ -1,7 +1,7 @@
 // int8 GEMMs on CUDA.
 //
 // W8A8: CUTLASS int8 tensor cores with the epilogue fused (cutlass_w8a8.cu) for
-//   the shapes it takes (K % 16 == 0, 16-byte output rows) and M above the decode
+//   the shapes it takes (K % 16 == 0, N % 4 == 0) and M above the decode
 //   range (when built with nvidia-cutlass installed); a dp4a GEMV otherwise: at M <= 8 the weight is read once and the
 //   tensor cores would idle, and the GEMV takes any K and N.
 // W8A16: the same GEMV with the int8 weight dequantized in registers (bandwidth

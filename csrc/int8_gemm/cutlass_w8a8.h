@@ -11,8 +11,8 @@
 
 namespace bigaccel::cutlass_w8a8 {
 
-// The operand shapes CUTLASS's 16-byte vector loads and stores need:
-// K a multiple of 16 (int8 rows of A and B), N a multiple of 16 bytes of output.
+// The operand shapes CUTLASS's vector loads and stores need: K a multiple of 16
+// (16-byte int8 rows of A and B), N a multiple of 4 (the epilogue's vectors).
 bool supports(int64_t M, int64_t N, int64_t K, DType out_dtype);
 
 // out[m, n] = float(sum_k a[m, k] * w[n, k]) * (a_scale[m] * w_scale[n]) + bias[n],
