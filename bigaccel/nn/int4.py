@@ -23,7 +23,8 @@ class Int4Linear(nn.Module):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int = 128,
-                 zero_point: bool = True, device=None, bias_dtype: torch.dtype = torch.float32):
+                 zero_point: bool = True, device=None, bias_dtype: torch.dtype = torch.float32,
+                 act_order: bool = False):
         super().__init__()
         if group_size not in reference.INT4_GROUP_SIZES:
             raise ValueError(f"Int4Linear: group_size must be one of {reference.INT4_GROUP_SIZES}, got {group_size}")
@@ -39,6 +40,8 @@ class Int4Linear(nn.Module):
         self.register_buffer("weight_zeros", torch.full((out_features, groups), 8, dtype=torch.uint8, device=device)
                              if zero_point else None)
         self.register_buffer("bias", torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None)
+        # GPTQ act-order imports: the input's k are permuted so that groups are consecutive.
+        self.register_buffer("input_perm", torch.arange(in_features, device=device) if act_order else None)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int = 128, zero_point: bool = True) -> "Int4Linear":
@@ -57,11 +60,16 @@ class Int4Linear(nn.Module):
 
     @classmethod
     def from_quantized(cls, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-                       group_size: int, bias: torch.Tensor | None = None) -> "Int4Linear":
-        """A layer holding tensors already in the canonical format (copied)."""
+                       group_size: int, bias: torch.Tensor | None = None,
+                       input_perm: torch.Tensor | None = None) -> "Int4Linear":
+        """A layer holding tensors already in the canonical format (copied); ``input_perm``
+        (int64 [K]) makes the layer compute ``int4 GEMM(x[..., input_perm])``."""
         n, k = packed.shape[0], packed.shape[1] * 2
         layer = cls(k, n, bias=bias is not None, group_size=group_size, zero_point=zeros is not None,
-                    device=packed.device, bias_dtype=bias.dtype if bias is not None else torch.float32)
+                    device=packed.device, bias_dtype=bias.dtype if bias is not None else torch.float32,
+                    act_order=input_perm is not None)
+        if input_perm is not None:
+            layer.input_perm.copy_(input_perm)
         layer.weight_packed.copy_(packed)
         layer.weight_scales.copy_(scales.reshape(layer.weight_scales.shape))
         if zeros is not None:
@@ -71,12 +79,15 @@ class Int4Linear(nn.Module):
         return layer
 
     @classmethod
-    def from_gptq(cls, qweight, qzeros, scales, g_idx=None, bias=None, group_size: int = 128) -> "Int4Linear":
-        """From a GPTQ checkpoint's tensors (4-bit): see bigaccel.nn.gptq_awq.gptq_to_canonical."""
+    def from_gptq(cls, qweight, qzeros, scales, g_idx=None, bias=None, group_size: int = 128,
+                  zero_offset: int = 1) -> "Int4Linear":
+        """From a GPTQ checkpoint's tensors (4-bit; zero_offset=1 for the "gptq" v1 format that
+        stores zero points minus one, 0 for "gptq_v2"); act-order g_idx is supported by permuting
+        K (see bigaccel.nn.gptq_awq)."""
         from .gptq_awq import gptq_to_canonical
 
-        packed, s, z = gptq_to_canonical(qweight, qzeros, scales, g_idx, group_size)
-        return cls.from_quantized(packed, s, z, group_size, bias)
+        packed, s, z, perm = gptq_to_canonical(qweight, qzeros, scales, g_idx, group_size, zero_offset)
+        return cls.from_quantized(packed, s, z, group_size, bias, input_perm=perm)
 
     @classmethod
     def from_awq(cls, qweight, qzeros, scales, bias=None, group_size: int = 128) -> "Int4Linear":
@@ -87,11 +98,18 @@ class Int4Linear(nn.Module):
         return cls.from_quantized(packed, s, z, group_size, bias)
 
     def dequantized_weight(self) -> torch.Tensor:
-        return reference.dequantize_int4(self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size)
+        """The fp32 weight [N, K] the layer multiplies the (unpermuted) input by."""
+        w = reference.dequantize_int4(self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size)
+        if self.input_perm is not None:
+            w = torch.empty_like(w).index_copy_(1, self.input_perm, w)
+        return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_perm is not None:
+            x = x.index_select(-1, self.input_perm)
         return ops.int4_linear(x, self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-                f"group_size={self.group_size}, zero_point={self.zero_point}")
+                f"group_size={self.group_size}, zero_point={self.zero_point}"
+                + (", act_order=True" if self.input_perm is not None else ""))
