@@ -221,6 +221,7 @@ _declare(
     _int4_mm_fake,
     reference.int4_mm,
 )
+_triton("int4_mm", "int4_gemm")
 
 
 def _check_int4_weight(op: str, x: torch.Tensor, packed, scales, zeros, group_size: int, bias) -> None:
