@@ -96,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3, help="timed forward passes per measurement (x4 for 1 token)")
+    p.add_argument("--tiny", action="store_true", help="only the TinyLlama demo (the fallback without transformers); "
+                   "--layers/--hidden/--batch/--seq apply to it")
+    p.add_argument("--llama-7b", action="store_true", help="transformers demo: the Llama at Llama-7B widths "
+                   "(hidden 4096, MLP 11008, vocab 32000; slow on a few CPU cores)")
+    p.add_argument("--llama-layers", type=int, default=2, help="transformers demo: Llama decoder layers (default 2)")
+    p.add_argument("--new-tokens", type=int, default=8, help="transformers demo: tokens decoded per measurement")
+    p.add_argument("--all-recipes", action="store_true", help="transformers demo: also the int4 group-size variants")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("bench", help="benchmark the ops against torch baselines and this machine's limits")
     p.add_argument("--op", action="append", help="op family to run (repeatable): a bench/cases module or e2e")

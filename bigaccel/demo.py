@@ -38,6 +38,20 @@ def _recipes_to_show() -> list[str]:
 
 
 def run_demo(args) -> int:
+    """The transformers demo (bigaccel/demo_hf.py) when its packages are installed, else
+    (or with --tiny) the TinyLlama one below, which needs nothing beyond bigaccel."""
+    if not getattr(args, "tiny", False):
+        from .demo_hf import INSTALL_HINT, missing_reason, run_hf_demo
+
+        reason = missing_reason()
+        if reason is None:
+            return run_hf_demo(args)
+        print(f"The demo on real models (all-MiniLM-L6-v2, a transformers Llama) needs: {INSTALL_HINT};\n"
+              f"{reason}, so this runs the fallback on bigaccel's own random-weight TinyLlama.\n")
+    return run_tiny_demo(args)
+
+
+def run_tiny_demo(args) -> int:
     load_before = _load_average()  # others' work, before ours adds to it
     torch.manual_seed(0)
     config = TinyLlamaConfig(hidden=args.hidden, intermediate=args.hidden * 11 // 4 // 64 * 64 or 64,
