@@ -178,3 +178,17 @@ def get(op: str, device: torch.device) -> Callable:
     """The callable that runs `op` for tensors on `device` (chosen once, then cached)."""
     fn = _CACHE.get((op, device.type))
     return fn if fn is not None else _resolve(op, device.type)
+
+
+def prepare(device: torch.device | str = "cpu") -> dict[str, str]:
+    """Choose every op's backend for `device` now (warning once where one falls back),
+    as the first call would. torch.compile(fullgraph=True) cannot trace that choice, so
+    call this (bigaccel.convert does) before compiling code that calls the ops directly.
+    Returns op -> backend."""
+    device = torch.device(device)
+    chosen = {}
+    for op in ops():
+        get(op, device)
+        chosen[op] = choose(op, device.type).backend
+    return chosen
+

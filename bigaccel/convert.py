@@ -300,8 +300,7 @@ def _choose_backends(plan: _Plan) -> None:
     devices = {t.device.type for layer in plan.layers if layer.new is not None
                for t in (*layer.new.parameters(), *layer.new.buffers())}
     for device in devices & {"cpu", "cuda"}:
-        for op in backends.ops():
-            backends.get(op, torch.device(device))
+        backends.prepare(device)
 
 
 def _record(model: nn.Module, configs: list[ConvertConfig], plan: _Plan) -> None:

@@ -119,3 +119,13 @@ def test_demo_command_runs():
     # the int8 report (per-layer SQNR, totals), then one row per recipe against fp32
     assert "model.layers.0.mlp.down_proj" in out.stdout and "output SQNR" in out.stdout
     assert "fp32 (as built)" in out.stdout and "\nint8-weight-only " in out.stdout
+
+
+def test_prepare_lets_fullgraph_compile_run_before_any_eager_call(fresh_backends):
+    chosen = backends.prepare("cpu")
+    assert chosen["quantize_per_token"] in ("cpu", "reference")
+    compiled = torch.compile(lambda x: bigaccel.ops.quantize_per_token(x), fullgraph=True, backend="aot_eager")
+    x = torch.randn(3, 40)
+    q, scale = compiled(x)
+    q_ref, scale_ref = bigaccel.reference.quantize_per_token(x)
+    assert torch.equal(q, q_ref) and torch.equal(scale, scale_ref)
