@@ -261,6 +261,25 @@ def compress_2_4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
       (high nibble zero when the row has an odd number of groups). This is the
       per-group 2-bit index pair that mma.sp / CUTLASS consume; GPU backends
       reorder it into their interleaved tile layout at conversion time.
+
+    Relation to the GPU layouts (read from torch/sparse/_semi_structured_conversions.py,
+    which ``torch.sparse.to_sparse_semi_structured`` uses for its CUTLASS backend):
+
+    - The nibble per group is the same: ``i0 | i1 << 2`` with ``i0 < i1`` the kept
+      positions. For groups with fewer than 2 non-zeros the padding positions differ
+      (torch encodes an all-zero group as positions 2, 3; here 0, 1); the padded
+      values are zero either way, so the product is the same.
+    - torch packs the nibbles of consecutive groups into int16 words (4 groups;
+      int32 with 8 groups for int8 values), lowest group in the lowest bits, then
+      scatters the words into CUTLASS's ColumnMajorInterleaved<2> order with rows
+      interleaved in blocks of 32 (16 for int32) and 2x2 swizzles. Our bytes read as
+      little-endian int16 should be those words before the reordering; the
+      round trip through torch's layout is not tested here (it needs a GPU).
+    - Unverified: for float32 values torch's CUTLASS path uses the tf32 1:2 pattern
+      on pairs; whether a general 2:4 mask maps onto it has not been checked.
+    - Values: ours are ``[N, K/2]``, the kept values of each row in k order; torch's
+      CUTLASS path keeps its packed values in that shape and order too (believed from
+      the same source; not verified on a GPU).
     """
     if weight.dim() != 2 or weight.shape[1] % 4:
         raise ValueError(f"2:4 needs a 2-D weight with K a multiple of 4, got shape {tuple(weight.shape)}")
