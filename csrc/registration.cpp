@@ -6,6 +6,7 @@
 
 #include "activations/activations.h"
 #include "common/cpu_isa.h"
+#include "int4_gemm/int4_gemm.h"
 #include "int8_gemm/int8_gemm.h"
 #include "quantize_per_token/quantize_per_token.h"
 
@@ -13,6 +14,7 @@ TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
   m.impl("quantize_per_token", &bigaccel::quantize_per_token_cpu);
   m.impl("int8_mm", &bigaccel::int8_mm_cpu);
   m.impl("int8_weight_only_mm", &bigaccel::int8_weight_only_mm_cpu);
+  m.impl("int4_mm", &bigaccel::int4_mm_cpu);
 }
 
 TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CPU); }

@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "int4_gemm/int4_gemm.h"
 #include "int8_gemm/int8_gemm.h"
 #include "activations/activations.h"
 #include "quantize_per_token/quantize_per_token.h"
@@ -19,6 +20,7 @@ TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) {
   m.impl("quantize_per_token", &bigaccel::quantize_per_token_cuda);
   m.impl("int8_mm", &bigaccel::int8_mm_cuda);
   m.impl("int8_weight_only_mm", &bigaccel::int8_weight_only_mm_cuda);
+  m.impl("int4_mm", &bigaccel::int4_mm_cuda);
 }
 
 TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CUDA); }

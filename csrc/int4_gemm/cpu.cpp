@@ -1,0 +1,72 @@
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "common/checks.h"
+#include "common/cpu_isa.h"
+#include "int4_gemm/int4_gemm.h"
+
+BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64_t K, const uint8_t* packed,
+                            const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
+                            int64_t n_end, const float* bias, float* scratch, void* out, bigaccel::DType out_dtype)
+
+namespace bigaccel {
+
+namespace {
+// Must match kInt4BlockN in cpu_kernel.h: the scratch tile holds that many dequantized columns.
+constexpr int64_t kBlockN = 8;
+}  // namespace
+
+at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                       const std::optional<at::Tensor>& zeros, int64_t group_size,
+                       const std::optional<at::Tensor>& bias) {
+  constexpr const char* op = "int4_mm";
+  check_device(x, c10::DeviceType::CPU, op, "x");
+  const DType out_kind = float_dtype(x, op, "x");
+  TORCH_CHECK(group_size == 32 || group_size == 64 || group_size == 128, "bigaccel.int4_mm: group_size must be 32, ",
+              "64 or 128, got ", group_size);
+  TORCH_CHECK(x.dim() == 2 && packed.dim() == 2 && packed.scalar_type() == at::kByte,
+              "bigaccel.int4_mm: x must be [M, K] and packed uint8 [N, K/2], got ", x.sizes(), " and ",
+              packed.scalar_type(), " ", packed.sizes());
+  const int64_t M = x.size(0), N = packed.size(0), K = packed.size(1) * 2;
+  TORCH_CHECK(x.size(1) == K, "bigaccel.int4_mm: K mismatch: x is ", x.sizes(), " but packed ", packed.sizes(),
+              " holds K=", K);
+  TORCH_CHECK(K % group_size == 0, "bigaccel.int4_mm: K=", K, " is not a multiple of group_size=", group_size);
+  const int64_t groups = K / group_size;
+  TORCH_CHECK(scales.scalar_type() == at::kFloat && scales.dim() == 2 && scales.size(0) == N &&
+                  scales.size(1) == groups,
+              "bigaccel.int4_mm: scales must be float32 [", N, ", ", groups, "], got ", scales.scalar_type(), " ",
+              scales.sizes());
+  if (zeros) {
+    TORCH_CHECK(zeros->scalar_type() == at::kByte && zeros->dim() == 2 && zeros->size(0) == N &&
+                    zeros->size(1) == groups,
+                "bigaccel.int4_mm: zeros must be uint8 [", N, ", ", groups, "], got ", zeros->scalar_type(), " ",
+                zeros->sizes());
+  }
+  TORCH_CHECK(!bias || bias->numel() == N, "bigaccel.int4_mm: bias must have N=", N, " elements");
+  for (const at::Tensor* t : {&packed, &scales}) check_device(*t, c10::DeviceType::CPU, op, "the weight");
+  if (zeros) check_device(*zeros, c10::DeviceType::CPU, op, "zeros");
+  if (bias) check_device(*bias, c10::DeviceType::CPU, op, "bias");
+
+  at::Tensor out = at::empty({M, N}, x.options());
+  if (M == 0 || N == 0) return out;
+  const at::Tensor x32 = x.to(at::kFloat).contiguous();
+  const at::Tensor p = packed.contiguous(), s = scales.contiguous();
+  const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
+  const std::optional<at::Tensor> b32 =
+      bias ? std::optional<at::Tensor>(bias->to(at::kFloat).contiguous().view({-1})) : std::nullopt;
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int4_mm_cols);
+  // Threads split N in whole scratch blocks; small problems stay on one thread.
+  const int64_t chunks = (N + kBlockN - 1) / kBlockN;
+  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
+  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(M > 4 ? kBlockN * K : 0);
+    kernel(x32.data_ptr<float>(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
+           z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, begin * kBlockN, std::min(N, end * kBlockN),
+           b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
+  });
+  return out;
+}
+
+}  // namespace bigaccel
