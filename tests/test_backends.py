@@ -113,8 +113,9 @@ def test_info_command(argv):
 
 
 def test_demo_command_runs():
-    out = subprocess.run([sys.executable, "-m", "bigaccel", "demo", "--layers", "1", "--hidden", "64", "--seq", "8",
-                          "--repeat", "1"], capture_output=True, text=True, timeout=300)
+    # --tiny: the TinyLlama demo (the transformers one is the default when installed, and takes ~1 min)
+    out = subprocess.run([sys.executable, "-m", "bigaccel", "demo", "--tiny", "--layers", "1", "--hidden", "64",
+                          "--seq", "8", "--repeat", "1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     # the int8 report (per-layer SQNR, totals), then one row per recipe against fp32
     assert "model.layers.0.mlp.down_proj" in out.stdout and "output SQNR" in out.stdout
