@@ -9,6 +9,7 @@
 #include "int4_gemm/int4_gemm.h"
 #include "int8_gemm/int8_gemm.h"
 #include "quantize_per_token/quantize_per_token.h"
+#include "sparse24_gemm/sparse24_gemm.h"
 
 TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
   m.impl("quantize_per_token", &bigaccel::quantize_per_token_cpu);
@@ -18,6 +19,8 @@ TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
 }
 
 TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CPU); }
+
+TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { m.impl("sparse24_mm", &bigaccel::sparse24_mm_cpu); }
 
 namespace cpu = bigaccel::cpu;
 

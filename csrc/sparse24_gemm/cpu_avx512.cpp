@@ -1,0 +1,5 @@
+#define BIGACCEL_ISA_LEVEL BIGACCEL_ISA_AVX512
+#define BIGACCEL_ISA_NS avx512
+#include "common/isa.h"
+#include "sparse24_gemm/cpu_kernel.h"
+BIGACCEL_ISA_POP
