@@ -43,6 +43,11 @@ static inline void dot_tile(const TA* a, int64_t lda, const int8_t* b, int64_t l
   for (; k + P::kBytes <= K; k += P::kBytes) {
     typename P::B vb[NR];
     for (int j = 0; j < NR; ++j) vb[j] = P::load_b(b + j * ldb + k);
+    // Warm the next tile's weight rows (into L2) while this one computes: at small M
+    // each row is read once, and hardware prefetchers stop at every 4 KiB page, so
+    // without this a GEMV waits on DRAM latency with only NR streams in flight.
+    // (Past the last row it is harmless: prefetches never fault.)
+    for (int j = 0; j < NR; ++j) __builtin_prefetch(b + (NR + j) * ldb + k, 0, 2);
     for (int i = 0; i < MR; ++i) {
       const typename P::A va = P::load_a(a + i * lda + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = P::dot(acc[i][j], va, vb[j]);
