@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .recipes import ConvertConfig, pruning_hooks, resolve
+from .recipes import ConvertConfig, int4_checkpoint_format, pruning_hooks, resolve
 from .report import ConversionReport, LayerReport, SqnrMeter, first_tensor, module_bytes
 
 CONVERSIONS_ATTR = "_bigaccel_conversions"  # on the model: what convert did, for bigaccel.save
@@ -140,6 +140,8 @@ def _note(module: nn.Module) -> str | None:
     notes = []
     if callable(getattr(module, "weight", None)):
         notes.append("reused the quantize_dynamic int8 weights")
+    if int4_checkpoint_format(module) is not None:
+        notes.append(f"imported the {int4_checkpoint_format(module).upper()} 4-bit weights")
     pruning = pruning_hooks(module)
     if pruning:
         zeros = float((module.weight_mask == 0).float().mean()) if hasattr(module, "weight_mask") else 0.0
@@ -170,8 +172,9 @@ def _plan_stage(plan: _Plan, config: ConvertConfig, stage: int, filter_fn, build
             reason = "excluded by filter_fn"
         if skip_rules:
             reason = reason or config.skip_reason(module, name) or plan.structural_reason(name, module, root, config.skip_tied)
-        already_int8 = callable(getattr(module, "weight", None))  # quantize_dynamic: no float to keep
-        if reason is None and skip_rules and not already_int8 and _weight_numel(module) < config.min_weight_numel:
+        # quantize_dynamic / GPTQ / AWQ layers are quantized already: no float weight to keep.
+        already_quantized = callable(getattr(module, "weight", None)) or int4_checkpoint_format(module) is not None
+        if reason is None and skip_rules and not already_quantized and _weight_numel(module) < config.min_weight_numel:
             reason = (f"too small to gain: {_weight_numel(module)} weights < min_weight_numel="
                       f"{config.min_weight_numel}")
         reason = reason or config.unsupported_reason(module)

@@ -193,13 +193,40 @@ def _nn_class(name: str):
     return getattr(bnn, name, None)
 
 
+def int4_checkpoint_format(module: nn.Module) -> str | None:
+    """"gptq" or "awq" for a 4-bit layer loaded from a GPTQ or AWQ checkpoint, else None.
+
+    Recognised by its tensors, whatever library defined the class: both keep int32
+    qweight and qzeros and scales [K/G, N]; GPTQ packs qweight along K ([K/8, N]),
+    AWQ along N ([K, N/8])."""
+    qweight, qzeros, scales = (getattr(module, n, None) for n in ("qweight", "qzeros", "scales"))
+    if not all(isinstance(t, torch.Tensor) for t in (qweight, qzeros, scales)):
+        return None
+    if getattr(module, "bits", getattr(module, "w_bit", 4)) != 4 or qweight.dim() != 2 or scales.dim() != 2:
+        return None
+    if qweight.shape[1] == scales.shape[1]:
+        return "gptq"
+    if qweight.shape[1] * 8 == scales.shape[1]:
+        return "awq"
+    return None
+
+
+def _checkpoint_group_size(module: nn.Module, fmt: str) -> int:
+    k = module.qweight.shape[0] * (8 if fmt == "gptq" else 1)
+    return k // module.scales.shape[0]
+
+
 @dataclass
 class Int4Config(ConvertConfig):
     """int4 group-wise weight-only (W4A16), bigaccel.nn.Int4Linear.
-    group_size: 32, 64 or 128 weights per scale along K; zero_point: asymmetric groups."""
+    group_size: 32, 64 or 128 weights per scale along K; zero_point: asymmetric groups
+    (both for float layers: GPTQ/AWQ layers keep their own groups and zero points).
+    gptq_zero_offset: 1 for GPTQ checkpoints that store zero points minus one (the
+    original "gptq" format), 0 for "gptq_v2"."""
 
     group_size: int = 128
     zero_point: bool = True
+    gptq_zero_offset: int = 1
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -210,7 +237,16 @@ class Int4Config(ConvertConfig):
             return "the int4 weight-only path (bigaccel.nn.Int4Linear) is not in this version of bigaccel yet"
         return None
 
+    def is_candidate(self, module):
+        return super().is_candidate(module) or int4_checkpoint_format(module) is not None
+
     def unsupported_reason(self, module):
+        fmt = int4_checkpoint_format(module)
+        if fmt is not None:
+            group = _checkpoint_group_size(module, fmt)
+            if group not in (32, 64, 128):
+                return f"{fmt.upper()} layer with group size {group}; bigaccel's int4 kernels take 32, 64 or 128"
+            return None
         weight = effective_linear(module).weight
         if not weight.dtype.is_floating_point:
             return f"weight dtype {weight.dtype} is not a float type"
@@ -220,10 +256,20 @@ class Int4Config(ConvertConfig):
         return reason
 
     def build(self, module):
-        return _nn_class("Int4Linear").from_linear(effective_linear(module), group_size=self.group_size,
-                                                   zero_point=self.zero_point)
+        cls = _nn_class("Int4Linear")
+        fmt = int4_checkpoint_format(module)
+        if fmt is not None:  # import the checkpoint's own quantization: no rounding again
+            bias = getattr(module, "bias", None)
+            group = _checkpoint_group_size(module, fmt)
+            if fmt == "gptq":
+                return cls.from_gptq(module.qweight, module.qzeros, module.scales, getattr(module, "g_idx", None),
+                                     bias=bias, group_size=group, zero_offset=self.gptq_zero_offset)
+            return cls.from_awq(module.qweight, module.qzeros, module.scales, bias=bias, group_size=group)
+        return cls.from_linear(effective_linear(module), group_size=self.group_size, zero_point=self.zero_point)
 
     def build_structure(self, module):
+        if int4_checkpoint_format(module) is not None:
+            return self.build(module)  # an import, not a quantization
         bias = module.bias
         weight = module.weight if hasattr(module, "weight") else module.weight_orig
         return _nn_class("Int4Linear")(module.in_features, module.out_features, bias=bias is not None,
