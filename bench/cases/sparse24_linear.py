@@ -1,0 +1,117 @@
+"""2:4 semi-structured sparse linear layers (bigaccel.ops.sparse24_linear) against
+the dense F.linear (fp32 and bf16) on the same pruned weight, and on GPU
+torch.sparse.to_sparse_semi_structured (CUTLASS/cuSPARSELt).
+
+Weights rotate through copies whose total exceeds the cache; activations do not
+(in a model they were just written, so they are in cache).
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+import bigaccel
+from bigaccel import reference, sparsity
+
+from ..case import Case, Skip, gemm_case_size
+from ..timing import Rotation, copies_to_exceed_cache
+
+FAMILY = "sparse24_linear"
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
+QUICK_SHAPES = [(2048, 2048)]
+_DTYPE_BYTES = {"fp32": 4, "bf16": 2}
+
+
+@functools.lru_cache(maxsize=1)
+def _pruned_weight(n: int, k: int, device: str) -> torch.Tensor:
+    """A random weight with the 2 smallest of every 4 along K zeroed (sparsity.prune_2_4)."""
+    return sparsity.prune_2_4(torch.randn(n, k, device=device) / k**0.5)
+
+
+@functools.lru_cache(maxsize=2)
+def _compressed(n: int, k: int, dtype: torch.dtype, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return reference.compress_2_4(_pruned_weight(n, k, device).to(dtype))
+
+
+def _sparse_bytes_per_weight(dtype: str) -> float:
+    """Half the values are kept, plus 4 bits of metadata per group of 4 (1/8 byte a weight)."""
+    return _DTYPE_BYTES[dtype] / 2 + 1 / 8
+
+
+def _rotated(fn, make_copy, nbytes: float, device: str, cap: int = 4096) -> Rotation:
+    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
+
+
+def _x(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.randn(m, k, device=device).to(dtype)
+
+
+def _dense_linear(m, n, k, dtype, device):
+    def setup():
+        w = _pruned_weight(n, k, device).to(dtype)
+        return _rotated(lambda x, w: F.linear(x, w), lambda: (_x(m, k, dtype, device), w.clone()),
+                        w.numel() * w.element_size(), device)
+    return setup
+
+
+def _torch_semi_structured(m, n, k, dtype, device):
+    def setup():
+        if device != "cuda":
+            raise Skip("torch.sparse.to_sparse_semi_structured runs on GPU only")
+        w = _pruned_weight(n, k, device).to(dtype)
+        x = _x(m, k, dtype, device)
+        try:
+            sparse = torch.sparse.to_sparse_semi_structured(w)
+            F.linear(x, sparse)
+        except (RuntimeError, ValueError, NotImplementedError) as exc:
+            raise Skip(f"to_sparse_semi_structured: {str(exc).splitlines()[0]}") from None
+        # One copy: re-converting per rotation copy would dominate setup, and the GPU's
+        # cache flush (bench.timing) already keeps the weight out of L2.
+        return _rotated(lambda x, s: F.linear(x, s), lambda: (x, sparse), w.numel() * w.element_size(), device,
+                        cap=1)
+    return setup
+
+
+def _bigaccel(m, n, k, d, dtype, device):
+    def setup():
+        values, meta = _compressed(n, k, dtype, device)
+        x = _x(m, k, dtype, device)
+        fn = lambda x, v, mt: bigaccel.ops.sparse24_linear(x, v, mt, k)  # noqa: E731
+        return _rotated(fn, lambda: (x, values.clone(), meta.clone()), n * k * _sparse_bytes_per_weight(d), device)
+    return setup
+
+
+def notes(cfg) -> list[str]:
+    out = ["2:4 weights: magnitude-pruned random weights (sparsity.prune_2_4); the dense baselines run the "
+           "same pruned weight; weight bytes count the kept values and the 2-bit-per-index metadata"]
+    if cfg.device != "cuda":
+        out.append("torch.sparse.to_sparse_semi_structured is compared on GPU only")
+    return out
+
+
+def cases(cfg) -> list[Case]:
+    dev, out = cfg.device, []
+    for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
+        shape = f"{n}x{k}"
+        for m in cfg.ms:
+            def case(op, impl, dtype, setup, w_bytes, baselines=(), headline=()):
+                x_bytes = _DTYPE_BYTES[dtype]
+                flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, x_bytes)
+                # FLOPs are the dense GEMM's: speedups and TFLOP/s compare like with like.
+                return Case(FAMILY, op, impl, dtype, shape, m, flops, nbytes, dtype, setup,
+                            tuple(baselines), tuple(headline), dev)
+
+            # Baselines first, so pytest-benchmark can compute speedups as it goes.
+            for d, dt in cfg.dtypes.items():
+                out.append(case("linear", "F.linear", d, _dense_linear(m, n, k, dt, dev), _DTYPE_BYTES[d]))
+            for d, dt in cfg.dtypes.items():
+                out.append(case("2:4", "torch semi-structured", d, _torch_semi_structured(m, n, k, dt, dev),
+                                _sparse_bytes_per_weight(d)))
+            for d, dt in cfg.dtypes.items():
+                other = "bf16" if d == "fp32" else "fp32"
+                out.append(case("2:4", "bigaccel", d, _bigaccel(m, n, k, d, dt, dev), _sparse_bytes_per_weight(d),
+                                baselines=[f"F.linear {d}", f"F.linear {other}", f"torch semi-structured {d}"],
+                                headline=[f"F.linear {d}", f"torch semi-structured {d}"]))
+    return out
