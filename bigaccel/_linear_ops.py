@@ -1,0 +1,342 @@
+"""The quantized and sparse linear ops: per-token int8 quantization, int8 W8A8 and
+W8A16, int4 W4A16 and 2:4 sparse GEMMs, each declared once (see _registry.py)
+with its Python entry point, input checks and gradient w.r.t. the input.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import backends, reference
+from ._registry import _FLOATS, _check_activation, _declare, _triton
+
+# ---------------------------------------------------------------------------
+# quantize_per_token: dynamic symmetric int8 per token (row)
+# ---------------------------------------------------------------------------
+
+
+def _quantize_per_token_fake(x):
+    torch._check(x.dim() >= 1, lambda: "quantize_per_token: x must have at least one dimension")
+    return torch.empty_like(x, dtype=torch.int8), x.new_empty((*x.shape[:-1], 1), dtype=torch.float32)
+
+
+_declare("quantize_per_token(Tensor x) -> (Tensor, Tensor)", _quantize_per_token_fake, reference.quantize_per_token)
+_triton("quantize_per_token")
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize activations ``[..., K]`` to int8 with one fp32 scale per token.
+
+    Returns ``(q int8 [..., K], scale fp32 [..., 1])`` with ``x ~= q * scale``,
+    bit-identical on every backend to :func:`bigaccel.reference.quantize_per_token`.
+    Any layout is accepted (non-contiguous inputs are copied once).
+    """
+    _check_activation(x, "quantize_per_token")
+    return backends.get("quantize_per_token", x.device)(x.contiguous())
+
+
+# ---------------------------------------------------------------------------
+# int8 GEMMs: W8A8 (per-token activations x per-channel weights) and W8A16
+# ---------------------------------------------------------------------------
+
+
+def _int8_mm_fake(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32):
+    torch._check(a.dim() == 2 and w.dim() == 2, lambda: "int8_mm: a and w must be 2-D")
+    torch._check(a.shape[1] == w.shape[1], lambda: f"int8_mm: K mismatch {a.shape} vs {w.shape}")
+    return a.new_empty((a.shape[0], w.shape[0]), dtype=out_dtype)
+
+
+def _int8_weight_only_mm_fake(x, w, w_scale, bias=None):
+    torch._check(x.dim() == 2 and w.dim() == 2, lambda: "int8_weight_only_mm: x and w must be 2-D")
+    torch._check(x.shape[1] == w.shape[1], lambda: f"int8_weight_only_mm: K mismatch {x.shape} vs {w.shape}")
+    return x.new_empty((x.shape[0], w.shape[0]))
+
+
+def _int8_mm_ref(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32):
+    return reference.int8_mm(a, a_scale, w, w_scale, bias, out_dtype)
+
+
+_declare(
+    "int8_mm(Tensor a, Tensor a_scale, Tensor w, Tensor w_scale, Tensor? w_sum=None, Tensor? bias=None, "
+    "ScalarType out_dtype=float) -> Tensor",
+    _int8_mm_fake,
+    _int8_mm_ref,
+)
+_declare(
+    "int8_weight_only_mm(Tensor x, Tensor w, Tensor w_scale, Tensor? bias=None) -> Tensor",
+    _int8_weight_only_mm_fake,
+    reference.int8_weight_only_mm,
+)
+_triton("int8_mm", "int8_gemm")
+_triton("int8_weight_only_mm", "int8_gemm")
+
+
+def _check_int8_weight(op: str, x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias) -> None:
+    if w.dtype != torch.int8 or w.dim() != 2:
+        raise TypeError(f"bigaccel.{op}: the weight must be int8 [N, K], got {w.dtype} {tuple(w.shape)}")
+    if x.shape[-1] != w.shape[1]:
+        raise ValueError(
+            f"bigaccel.{op}: K mismatch: the input's last dimension is {x.shape[-1]} but the weight is "
+            f"{tuple(w.shape)} (in_features={w.shape[1]})"
+        )
+    if w_scale.dtype != torch.float32 or w_scale.numel() != w.shape[0]:
+        raise ValueError(f"bigaccel.{op}: the weight scale must be float32 with {w.shape[0]} elements")
+    if bias is not None and bias.numel() != w.shape[0]:
+        raise ValueError(f"bigaccel.{op}: bias must have {w.shape[0]} elements, got {tuple(bias.shape)}")
+    for name, t in (("weight", w), ("weight scale", w_scale), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"bigaccel.{op}: the input is on {x.device} but the {name} is on {t.device}; move both to one device")
+
+
+def _int8_matmul(x2d: torch.Tensor, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+    if weight_only:
+        return backends.get("int8_weight_only_mm", x2d.device)(x2d.contiguous(), w, w_scale, bias)
+    a, a_scale = quantize_per_token(x2d)
+    return backends.get("int8_mm", x2d.device)(a, a_scale, w, w_scale, w_sum, bias, x2d.dtype)
+
+
+class _Int8LinearGrad(torch.autograd.Function):
+    """Gradients through a frozen int8 layer, so that converted layers can sit in a
+    model that is trained around them (adapters, prompt tuning): the int8 weight
+    gets none, the activation quantization is passed straight through, and
+    d out / d x is the dequantized weight, the gradient of the layer it replaced."""
+
+    @staticmethod
+    def forward(x2d, w, w_scale, w_sum, bias, weight_only):
+        return _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, w, w_scale, _, bias, _ = inputs
+        ctx.save_for_backward(w, w_scale)
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, w_scale = ctx.saved_tensors
+        grad32 = grad.float()
+        grad_x = (grad32 * w_scale) @ w.float() if ctx.needs_input_grad[0] else None
+        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[4] else None
+        return (grad_x.to(grad.dtype) if grad_x is not None else None), None, None, None, grad_bias, None
+
+
+def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+    x2d = x.reshape(-1, x.shape[-1])
+    wants_grad = torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad))
+    if wants_grad:
+        out = _Int8LinearGrad.apply(x2d, w, w_scale, w_sum, bias, weight_only)
+    else:
+        out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+    return out.reshape(*x.shape[:-1], w.shape[0])
+
+
+def int8_linear(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    w_scale: torch.Tensor,
+    w_sum: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """W8A8 dynamic linear: quantize ``x [..., K]`` per token, int8 GEMM against
+    ``w`` int8 ``[N, K]`` (per-channel ``w_scale`` fp32 ``[N]``), then scale, bias
+    and cast back to ``x``'s dtype in the epilogue. ``w_sum`` (int32 ``[N]``, the
+    weight's row sums) saves the CPU kernel a pass over the weight. Differentiable
+    in ``x`` and ``bias`` (straight through the activation quantization)."""
+    _check_activation(x, "int8_linear")
+    _check_int8_weight("int8_linear", x, w, w_scale, bias)
+    return _int8_linear(x, w, w_scale, w_sum, bias, weight_only=False)
+
+
+def int8_weight_only_linear(
+    x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """W8A16 linear: ``x [..., K]`` (fp32/bf16/fp16) against int8 ``w`` ``[N, K]``
+    with per-channel ``w_scale``, dequantized inside the kernel; output in ``x``'s
+    dtype. Differentiable in ``x`` and ``bias``."""
+    _check_activation(x, "int8_weight_only_linear")
+    _check_int8_weight("int8_weight_only_linear", x, w, w_scale, bias)
+    return _int8_linear(x, w, w_scale, None, bias, weight_only=True)
+
+
+# ---------------------------------------------------------------------------
+# int4 group-wise weight-only GEMM (W4A16), canonical format of reference.quantize_int4
+# ---------------------------------------------------------------------------
+
+
+def _int4_mm_fake(x, packed, scales, zeros, group_size, bias=None):
+    torch._check(x.dim() == 2 and packed.dim() == 2, lambda: "int4_mm: x and packed must be 2-D")
+    torch._check(x.shape[1] == packed.shape[1] * 2, lambda: f"int4_mm: K mismatch {x.shape} vs packed {packed.shape}")
+    return x.new_empty((x.shape[0], packed.shape[0]))
+
+
+_declare(
+    "int4_mm(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int group_size, Tensor? bias=None) -> Tensor",
+    _int4_mm_fake,
+    reference.int4_mm,
+)
+_triton("int4_mm", "int4_gemm")
+
+
+def _check_int4_weight(op: str, x: torch.Tensor, packed, scales, zeros, group_size: int, bias) -> None:
+    if group_size not in reference.INT4_GROUP_SIZES:
+        raise ValueError(f"bigaccel.{op}: group_size must be one of {reference.INT4_GROUP_SIZES}, got {group_size}")
+    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8 or packed.dim() != 2:
+        raise TypeError(f"bigaccel.{op}: the packed weight must be uint8 [N, K/2] (two 4-bit codes a byte), got "
+                        f"{getattr(packed, 'dtype', type(packed).__name__)} {tuple(getattr(packed, 'shape', ()))}")
+    n, k = packed.shape[0], packed.shape[1] * 2
+    if x.shape[-1] != k:
+        raise ValueError(f"bigaccel.{op}: K mismatch: the input's last dimension is {x.shape[-1]} but the packed "
+                         f"weight {tuple(packed.shape)} holds K={k} (in_features)")
+    if k % group_size:
+        raise ValueError(f"bigaccel.{op}: K={k} is not a multiple of group_size={group_size}")
+    groups = k // group_size
+    if scales.dtype != torch.float32 or tuple(scales.shape) != (n, groups):
+        raise ValueError(f"bigaccel.{op}: scales must be float32 [N, K/G] = [{n}, {groups}], got "
+                         f"{scales.dtype} {tuple(scales.shape)}")
+    if zeros is not None and (zeros.dtype != torch.uint8 or tuple(zeros.shape) != (n, groups)):
+        raise ValueError(f"bigaccel.{op}: zeros must be uint8 [N, K/G] = [{n}, {groups}] (codes 0..15) or None, "
+                         f"got {zeros.dtype} {tuple(zeros.shape)}")
+    if bias is not None and bias.numel() != n:
+        raise ValueError(f"bigaccel.{op}: bias must have {n} elements, got {tuple(bias.shape)}")
+    for name, t in (("packed weight", packed), ("scales", scales), ("zeros", zeros), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"bigaccel.{op}: the input is on {x.device} but the {name} is on {t.device}; "
+                             "move both to one device")
+
+
+def _int4_matmul(x2d, packed, scales, zeros, group_size, bias) -> torch.Tensor:
+    return backends.get("int4_mm", x2d.device)(x2d.contiguous(), packed, scales, zeros, group_size, bias)
+
+
+class _Int4LinearGrad(torch.autograd.Function):
+    """As _Int8LinearGrad: no gradient for the frozen int4 weight; d out / d x is the
+    dequantized weight (dequantized again in backward rather than kept, to keep memory at 4 bits)."""
+
+    @staticmethod
+    def forward(x2d, packed, scales, zeros, group_size, bias):
+        return _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, packed, scales, zeros, group_size, bias = inputs
+        ctx.save_for_backward(packed, scales, zeros)
+        ctx.group_size = group_size
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+
+    @staticmethod
+    def backward(ctx, grad):
+        packed, scales, zeros = ctx.saved_tensors
+        grad32 = grad.float()
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad32 @ reference.dequantize_int4(packed, scales, zeros, ctx.group_size)).to(grad.dtype)
+        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[5] else None
+        return grad_x, None, None, None, None, grad_bias
+
+
+def int4_linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    scales: torch.Tensor,
+    zeros: torch.Tensor | None,
+    group_size: int,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """W4A16 linear: ``x [..., K]`` (fp32/bf16/fp16) against the int4 weight in the canonical
+    format of :func:`bigaccel.reference.quantize_int4` (``packed`` uint8 ``[N, K/2]``, ``scales``
+    fp32 ``[N, K/G]``, ``zeros`` uint8 ``[N, K/G]`` or None for symmetric), dequantized inside
+    the kernel, fp32 accumulation, output in ``x``'s dtype. Differentiable in ``x`` and ``bias``."""
+    _check_activation(x, "int4_linear")
+    _check_int4_weight("int4_linear", x, packed, scales, zeros, group_size, bias)
+    x2d = x.reshape(-1, x.shape[-1])
+    n = packed.shape[0]
+    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+        out = _Int4LinearGrad.apply(x2d, packed, scales, zeros, group_size, bias)
+    else:
+        out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
+    return out.reshape(*x.shape[:-1], n)
+
+
+
+# ---------------------------------------------------------------------------
+# 2:4 semi-structured sparse GEMM: x [M, K] against the compressed weight of
+# reference.compress_2_4 (values [N, K/2], meta uint8 [N, ceil(K/8)])
+# ---------------------------------------------------------------------------
+
+
+def _sparse24_mm_fake(x, values, meta, k, bias=None):
+    torch._check(x.dim() == 2 and values.dim() == 2, lambda: "sparse24_mm: x and values must be 2-D")
+    torch._check(x.shape[1] == k, lambda: f"sparse24_mm: K mismatch {tuple(x.shape)} vs k={k}")
+    return x.new_empty((x.shape[0], values.shape[0]))
+
+
+def _sparse24_mm_ref(x, values, meta, k, bias=None):
+    out = x.float() @ reference.decompress_2_4(values.float(), meta, k).t()
+    if bias is not None:
+        out = out + bias.float()
+    return out.to(x.dtype)
+
+
+_declare("sparse24_mm(Tensor x, Tensor values, Tensor meta, int k, Tensor? bias=None) -> Tensor",
+         _sparse24_mm_fake, _sparse24_mm_ref)
+_triton("sparse24_mm", "sparse24_gemm")
+
+
+def _check_sparse24_weight(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k: int, bias) -> None:
+    if k % 4:
+        raise ValueError(f"bigaccel.sparse24_linear: K={k} is not a multiple of 4; 2:4 sparsity groups K in fours")
+    if x.shape[-1] != k:
+        raise ValueError(f"bigaccel.sparse24_linear: K mismatch: the input's last dimension is {x.shape[-1]} "
+                         f"but the weight has in_features={k}")
+    if values.dim() != 2 or values.shape[1] != k // 2 or values.dtype not in _FLOATS:
+        raise ValueError(f"bigaccel.sparse24_linear: values must be float [N, K/2={k // 2}], "
+                         f"got {values.dtype} {tuple(values.shape)}")
+    if meta.dtype != torch.uint8 or tuple(meta.shape) != (values.shape[0], (k + 7) // 8):
+        raise ValueError(f"bigaccel.sparse24_linear: meta must be uint8 [N, ceil(K/8)]="
+                         f"[{values.shape[0]}, {(k + 7) // 8}], got {meta.dtype} {tuple(meta.shape)}")
+    if bias is not None and bias.numel() != values.shape[0]:
+        raise ValueError(f"bigaccel.sparse24_linear: bias must have {values.shape[0]} elements, got {tuple(bias.shape)}")
+    for name, t in (("values", values), ("meta", meta), ("bias", bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"bigaccel.sparse24_linear: the input is on {x.device} but {name} is on {t.device}")
+
+
+class _Sparse24LinearGrad(torch.autograd.Function):
+    """Gradients through a frozen 2:4 layer (like _Int8LinearGrad): none for the
+    compressed weight; d out / d x is the decompressed (masked) weight."""
+
+    @staticmethod
+    def forward(x2d, values, meta, k, bias):
+        return backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, values, meta, k, bias = inputs
+        ctx.save_for_backward(values, meta)
+        ctx.k = k
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, meta = ctx.saved_tensors
+        grad32 = grad.float()
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad32 @ reference.decompress_2_4(values.float(), meta, ctx.k)).to(grad.dtype)
+        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[4] else None
+        return grad_x, None, None, None, grad_bias
+
+
+def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k: int,
+                    bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x [..., K]`` times the transposed 2:4 weight held compressed (values
+    ``[N, K/2]``, meta uint8 ``[N, ceil(K/8)]``, the format of
+    reference.compress_2_4), plus bias; fp32 accumulation, output in ``x``'s
+    dtype. Differentiable in ``x`` and ``bias``."""
+    _check_activation(x, "sparse24_linear")
+    _check_sparse24_weight(x, values, meta, k, bias)
+    x2d = x.reshape(-1, k)
+    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+        out = _Sparse24LinearGrad.apply(x2d, values, meta, k, bias)
+    else:
+        out = backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
+    return out.reshape(*x.shape[:-1], values.shape[0])

@@ -1,0 +1,52 @@
+"""Declaring a bigaccel op once: schema, fake (meta) implementation, reference
+kernel, and its backends' loaders (backends.py), plus the input checks every op's
+Python entry point shares. The op families live in _linear_ops.py and
+_activation_ops.py; bigaccel.ops is their public face.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+
+from . import backends
+
+_LIB = torch.library.Library("bigaccel", "DEF")
+
+
+def _declare(schema: str, fake: Callable, ref: Callable, compiled: tuple[str, ...] = ("cpu", "cuda")) -> str:
+    """Define bigaccel::<name> once; `compiled` names the devices whose C++/CUDA kernels exist."""
+    name = schema.split("(", 1)[0]
+    _LIB.define(schema)
+    torch.library.register_fake(f"bigaccel::{name}", fake, lib=_LIB)
+    _LIB.impl(name, ref, "CompositeExplicitAutograd")
+    op = getattr(torch.ops.bigaccel, name)
+    for backend in compiled:
+        backends.register(name, backend, lambda: op)
+    backends.register(name, "reference", lambda: ref)
+    return name
+
+
+def _triton(name: str, module: str | None = None) -> None:
+    """Register bigaccel::<name>_triton, defined in kernels/<module>.py, as the op's Triton backend."""
+
+    def load():
+        importlib.import_module(f"bigaccel.kernels.{module or name}")
+        return getattr(torch.ops.bigaccel, f"{name}_triton")
+
+    backends.register(name, "triton", load)
+
+
+_FLOATS = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _check_activation(x: torch.Tensor, op: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"bigaccel.{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOATS:
+        raise TypeError(
+            f"bigaccel.{op}: x must be float32, bfloat16 or float16, got {x.dtype}; convert it first, e.g. x.float()"
+        )
+    if x.dim() < 1 or x.shape[-1] == 0:
+        raise ValueError(f"bigaccel.{op}: x must be [..., K] with K > 0, got shape {tuple(x.shape)}")
