@@ -75,6 +75,24 @@ class Rotation:
         return self.fn(*args)
 
 
+def rotated(fn: Callable, make_copy: Callable[[], tuple], nbytes: float, device: str, cap: int = 4096) -> Rotation:
+    """fn over enough fresh operand sets (make_copy(), `nbytes` of weights each) to exceed the cache."""
+    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
+
+
+def random_activations(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.randn(m, k, device=device).to(dtype)
+
+
+def float_linear_setup(m: int, k: int, weight: Callable[[], torch.Tensor], dtype: torch.dtype, device: str):
+    """The setup of the F.linear baseline on `weight()` cast to `dtype`, rotated like the weights it stands beside."""
+    def setup():
+        w = weight().to(dtype)
+        return rotated(torch.nn.functional.linear, lambda: (random_activations(m, k, dtype, device), w.clone()),
+                       w.numel() * w.element_size(), device)
+    return setup
+
+
 @dataclass
 class Timing:
     median_s: float

@@ -13,13 +13,12 @@ import functools
 import importlib.util
 
 import torch
-import torch.nn.functional as F
 
 import bigaccel
 from bigaccel import reference
 
 from ..case import Case, Skip, gemm_case_size
-from ..timing import Rotation, copies_to_exceed_cache
+from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "int4_linear"
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
@@ -45,20 +44,8 @@ def _int4_bytes_per_weight(group: int) -> float:
     return 0.5 + (4 + 1) / group
 
 
-def _rotated(fn, make_copy, nbytes: float, device: str, cap: int = 4096) -> Rotation:
-    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
-
-
-def _x(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
-    return torch.randn(m, k, device=device).to(dtype)
-
-
 def _float_linear(m, n, k, dtype, device):
-    def setup():
-        w = _weight(n, k, device).to(dtype)
-        return _rotated(lambda x, w: F.linear(x, w), lambda: (_x(m, k, dtype, device), w.clone()),
-                        w.numel() * w.element_size(), device)
-    return setup
+    return float_linear_setup(m, k, lambda: _weight(n, k, device), dtype, device)
 
 
 def _torch_int4pack(m, n, k, group, dtype, device):
@@ -71,13 +58,13 @@ def _torch_int4pack(m, n, k, group, dtype, device):
         packed, scales, zeros = _int4_weight(n, k, group, device)
         codes = reference.unpack_int4(packed).to(torch.int32)
         scale_zero = torch.stack((scales, (8 - zeros.float()) * scales), -1).transpose(0, 1).contiguous().to(dtype)
-        x = _x(m, k, dtype, device)
+        x = random_activations(m, k, dtype, device)
         try:
             w = torch._convert_weight_to_int4pack_for_cpu(codes, 1)
             torch._weight_int4pack_mm_for_cpu(x, w, group, scale_zero)
         except (RuntimeError, AttributeError) as exc:
             raise Skip(f"torch._weight_int4pack_mm_for_cpu: {str(exc).splitlines()[0]}") from None
-        return _rotated(lambda x, w, sz: torch._weight_int4pack_mm_for_cpu(x, w, group, sz),
+        return rotated(lambda x, w, sz: torch._weight_int4pack_mm_for_cpu(x, w, group, sz),
                         lambda: (x, w.clone(), scale_zero), n * k / 2, device)
     return setup
 
@@ -93,20 +80,20 @@ def _bitsandbytes(m, n, k, dtype, device):
             layer = bnb.nn.Linear4bit(k, n, bias=False, compute_dtype=dtype, quant_type="nf4")
             layer.weight = bnb.nn.Params4bit(_weight(n, k, "cpu").to(dtype), requires_grad=False, quant_type="nf4")
             layer = layer.to(device)
-            x = _x(m, k, dtype, device)
+            x = random_activations(m, k, dtype, device)
             layer(x)
         except Exception as exc:  # an optional extra: any failure is a skip, with the reason
             raise Skip(f"bitsandbytes Linear4bit: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        return _rotated(lambda x, mod: mod(x), lambda: (x, copy.deepcopy(layer)), n * k / 2, device, cap=64)
+        return rotated(lambda x, mod: mod(x), lambda: (x, copy.deepcopy(layer)), n * k / 2, device, cap=64)
     return setup
 
 
 def _bigaccel(m, n, k, group, dtype, device):
     def setup():
         packed, scales, zeros = _int4_weight(n, k, group, device)
-        x = _x(m, k, dtype, device)
+        x = random_activations(m, k, dtype, device)
         fn = lambda x, p, s, z: bigaccel.ops.int4_linear(x, p, s, z, group)  # noqa: E731
-        return _rotated(fn, lambda: (x, packed.clone(), scales, zeros), n * k / 2, device)
+        return rotated(fn, lambda: (x, packed.clone(), scales, zeros), n * k / 2, device)
     return setup
 
 

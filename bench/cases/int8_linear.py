@@ -15,13 +15,12 @@ import importlib.util
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 import bigaccel
 from bigaccel import reference
 
 from ..case import Case, Skip, gemm_case_size
-from ..timing import Rotation, copies_to_exceed_cache
+from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "int8_linear"
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
@@ -40,20 +39,8 @@ def _int8_weight(n: int, k: int, device: str) -> tuple[torch.Tensor, torch.Tenso
     return q, scale, q.sum(1, dtype=torch.int32)
 
 
-def _rotated(fn, make_copy, nbytes: float, device: str, cap: int = 4096) -> Rotation:
-    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
-
-
-def _x(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
-    return torch.randn(m, k, device=device).to(dtype)
-
-
 def _float_linear(m, n, k, dtype, device):
-    def setup():
-        w = _weight(n, k, device).to(dtype)
-        return _rotated(lambda x, w: F.linear(x, w), lambda: (_x(m, k, dtype, device), w.clone()),
-                        w.numel() * w.element_size(), device)
-    return setup
+    return float_linear_setup(m, k, lambda: _weight(n, k, device), dtype, device)
 
 
 def _quantize_dynamic(m, n, k, device):
@@ -68,8 +55,8 @@ def _quantize_dynamic(m, n, k, device):
             warnings.simplefilter("ignore")
             torch.backends.quantized.engine = "x86"  # fbgemm with x86 heuristics
             layer = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear}, dtype=torch.qint8)
-        x = _x(m, k, torch.float32, device)
-        return _rotated(lambda x, layer: layer(x), lambda: (x, copy.deepcopy(layer)), n * k, device, cap=64)
+        x = random_activations(m, k, torch.float32, device)
+        return rotated(lambda x, layer: layer(x), lambda: (x, copy.deepcopy(layer)), n * k, device, cap=64)
     return setup
 
 
@@ -81,30 +68,30 @@ def _int_mm(m, n, k, device):
             torch._int_mm(a, q.t())
         except RuntimeError as exc:
             raise Skip(f"torch._int_mm: {str(exc).splitlines()[0]}") from None
-        return _rotated(lambda a, q: torch._int_mm(a, q.t()), lambda: (a, q.clone()), n * k, device)
+        return rotated(lambda a, q: torch._int_mm(a, q.t()), lambda: (a, q.clone()), n * k, device)
     return setup
 
 
 def _weight_int8pack_mm(m, n, k, dtype, device):
     def setup():
         q, scale, _ = _int8_weight(n, k, device)
-        x, s = _x(m, k, dtype, device), scale.to(dtype)
+        x, s = random_activations(m, k, dtype, device), scale.to(dtype)
         try:
             torch._weight_int8pack_mm(x, q, s)
         except (RuntimeError, AttributeError) as exc:
             raise Skip(f"torch._weight_int8pack_mm: {str(exc).splitlines()[0]}") from None
-        return _rotated(torch._weight_int8pack_mm, lambda: (x, q.clone(), s), n * k, device)
+        return rotated(torch._weight_int8pack_mm, lambda: (x, q.clone(), s), n * k, device)
     return setup
 
 
 def _bigaccel(op, m, n, k, dtype, device):
     def setup():
         q, scale, wsum = _int8_weight(n, k, device)
-        x = _x(m, k, dtype, device)
+        x = random_activations(m, k, dtype, device)
         if op == "W8A8":
             fn = lambda x, q, s, ws: bigaccel.ops.int8_linear(x, q, s, ws)  # noqa: E731
-            return _rotated(fn, lambda: (x, q.clone(), scale, wsum), n * k, device)
-        return _rotated(bigaccel.ops.int8_weight_only_linear, lambda: (x, q.clone(), scale), n * k, device)
+            return rotated(fn, lambda: (x, q.clone(), scale, wsum), n * k, device)
+        return rotated(bigaccel.ops.int8_weight_only_linear, lambda: (x, q.clone(), scale), n * k, device)
     return setup
 
 
@@ -122,11 +109,11 @@ def _torchao(op, m, n, k, dtype, device):
             model = torch.nn.Sequential(torch.nn.Linear(k, n, bias=False, device=device, dtype=dtype))
             model[0].weight.data = _weight(n, k, device).to(dtype)
             quantize_(model, config())
-            x = _x(m, k, dtype, device)
+            x = random_activations(m, k, dtype, device)
             model(x)
         except Exception as exc:  # an optional extra: any failure is a skip, with the reason
             raise Skip(f"torchao {op}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-        return _rotated(lambda x, mod: mod(x), lambda: (x, copy.deepcopy(model)), n * k, device, cap=64)
+        return rotated(lambda x, mod: mod(x), lambda: (x, copy.deepcopy(model)), n * k, device, cap=64)
     return setup
 
 

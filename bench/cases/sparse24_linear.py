@@ -16,7 +16,7 @@ import bigaccel
 from bigaccel import reference, sparsity
 
 from ..case import Case, Skip, gemm_case_size
-from ..timing import Rotation, copies_to_exceed_cache
+from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "sparse24_linear"
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
@@ -40,20 +40,8 @@ def _sparse_bytes_per_weight(dtype: str) -> float:
     return _DTYPE_BYTES[dtype] / 2 + 1 / 8
 
 
-def _rotated(fn, make_copy, nbytes: float, device: str, cap: int = 4096) -> Rotation:
-    return Rotation(fn, [make_copy() for _ in range(copies_to_exceed_cache(nbytes, device, cap=cap))])
-
-
-def _x(m: int, k: int, dtype: torch.dtype, device: str) -> torch.Tensor:
-    return torch.randn(m, k, device=device).to(dtype)
-
-
 def _dense_linear(m, n, k, dtype, device):
-    def setup():
-        w = _pruned_weight(n, k, device).to(dtype)
-        return _rotated(lambda x, w: F.linear(x, w), lambda: (_x(m, k, dtype, device), w.clone()),
-                        w.numel() * w.element_size(), device)
-    return setup
+    return float_linear_setup(m, k, lambda: _pruned_weight(n, k, device), dtype, device)
 
 
 def _torch_semi_structured(m, n, k, dtype, device):
@@ -61,7 +49,7 @@ def _torch_semi_structured(m, n, k, dtype, device):
         if device != "cuda":
             raise Skip("torch.sparse.to_sparse_semi_structured runs on GPU only")
         w = _pruned_weight(n, k, device).to(dtype)
-        x = _x(m, k, dtype, device)
+        x = random_activations(m, k, dtype, device)
         try:
             sparse = torch.sparse.to_sparse_semi_structured(w)
             F.linear(x, sparse)
@@ -69,7 +57,7 @@ def _torch_semi_structured(m, n, k, dtype, device):
             raise Skip(f"to_sparse_semi_structured: {str(exc).splitlines()[0]}") from None
         # One copy: re-converting per rotation copy would dominate setup, and the GPU's
         # cache flush (bench.timing) already keeps the weight out of L2.
-        return _rotated(lambda x, s: F.linear(x, s), lambda: (x, sparse), w.numel() * w.element_size(), device,
+        return rotated(lambda x, s: F.linear(x, s), lambda: (x, sparse), w.numel() * w.element_size(), device,
                         cap=1)
     return setup
 
@@ -77,9 +65,9 @@ def _torch_semi_structured(m, n, k, dtype, device):
 def _bigaccel(m, n, k, d, dtype, device):
     def setup():
         values, meta = _compressed(n, k, dtype, device)
-        x = _x(m, k, dtype, device)
+        x = random_activations(m, k, dtype, device)
         fn = lambda x, v, mt: bigaccel.ops.sparse24_linear(x, v, mt, k)  # noqa: E731
-        return _rotated(fn, lambda: (x, values.clone(), meta.clone()), n * k * _sparse_bytes_per_weight(d), device)
+        return rotated(fn, lambda: (x, values.clone(), meta.clone()), n * k * _sparse_bytes_per_weight(d), device)
     return setup
 
 
