@@ -7,8 +7,9 @@ import torch
 import triton
 import triton.language as tl
 
-_MIN_AMAX = 1e-12  # bigaccel.reference.INT8_MIN_AMAX
-_RNE_MAGIC = 12582912.0  # 1.5 * 2**23: adding and subtracting it rounds |y| < 2**22 to nearest even
+# Globals a @triton.jit function reads must be constexpr (the interpreter does not check this).
+_MIN_AMAX = tl.constexpr(1e-12)  # bigaccel.reference.INT8_MIN_AMAX
+_RNE_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23: adding and subtracting it rounds |y| < 2**22 to nearest even
 
 
 @triton.jit
