@@ -1,0 +1,125 @@
+"""What only a CUDA GPU can check (skipped without one): opcheck of every op's CUDA kernel
+and of its Triton kernel on CUDA tensors (Triton's interpreter cannot run opcheck of a
+triton_op), and converted models on the GPU: each backend against the reference backend,
+eager and under inductor. The per-op elementwise checks at awkward shapes are in tests/ops,
+whose backend cases include cuda-gpu and triton-gpu when a GPU is present."""
+import importlib
+
+import pytest
+import torch
+
+import bigaccel
+from bigaccel import backends, recipes, reference
+from bigaccel.models import tiny_llama
+from tests.conftest import HAS_GPU
+from tests.ops import test_activations, test_int4_gemm, test_sparse24_gemm
+
+pytestmark = pytest.mark.skipif(not HAS_GPU, reason="needs a CUDA GPU")
+
+TRITON_MODULES = ("quantize_per_token", "int8_gemm", "int4_gemm", "sparse24_gemm", "activations")
+
+
+def _op_cases():
+    """(id, op, args on the CPU): shapes that take each CUDA path: M <= 8 (GEMV), M > 8 with
+    aligned N and K (tensor cores), M > 8 unaligned (the fallback)."""
+    cases = []
+    g = torch.Generator().manual_seed(0)
+    for m, n, k in ((5, 24, 40), (32, 64, 128), (33, 17, 100)):
+        x = torch.randn(m, k, generator=g)
+        w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+        w_scale = torch.rand(n, generator=g) * 0.02 + 1e-3
+        b = torch.randn(n, generator=g)
+        a, a_scale = reference.quantize_per_token(x)
+        shape = f"{m}x{n}x{k}"
+        cases += [
+            (f"quantize-{shape}", "quantize_per_token", (x.bfloat16(),)),
+            (f"w8a8-bf16-{shape}", "int8_mm", (a, a_scale, w, w_scale, None, b, torch.bfloat16)),
+            (f"w8a8-f32-wsum-{shape}", "int8_mm", (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32), b)),
+            (f"w8a16-bf16-{shape}", "int8_weight_only_mm", (x.bfloat16(), w, w_scale, b.bfloat16())),
+            (f"w8a16-f16-{shape}", "int8_weight_only_mm", (x.half(), w, w_scale, None)),
+        ]
+    for m, group in ((1, 32), (17, 128)):
+        x, packed, scales, zeros, b = test_int4_gemm._data(m, 19, 384, group, torch.bfloat16, True)
+        cases.append((f"int4-g{group}-m{m}", "int4_mm", (x, packed, scales, zeros, group, b)))
+    x, _, values, meta, b = test_sparse24_gemm._data(17, 9, 36, torch.bfloat16)
+    cases.append(("sparse24", "sparse24_mm", (x, values, meta, 36, b)))
+    for op, extra in test_activations.OPCHECK:
+        k = 18 if op != "bias_act" else 9
+        x = torch.randn(5, k, dtype=torch.bfloat16)
+        args = ((torch.randn(k, dtype=torch.bfloat16),) if op == "bias_act" else ()) + extra
+        out_shape = (5, k // 2) if op.endswith("_and_mul") else (5, k)
+        tag = "-".join([op, *[a for a in extra if isinstance(a, str)]])
+        cases += [
+            (tag, op, (x, *args)),
+            (f"{tag}-backward", f"{op}_backward", (torch.randn(out_shape, dtype=torch.bfloat16), x, *args)),
+            (f"{tag}-out", f"{op}_out", (x, *args, torch.empty(out_shape, dtype=torch.bfloat16))),
+        ]
+    return cases
+
+
+def _cuda(args):
+    return tuple(a.cuda() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+@pytest.mark.parametrize("kernel", ["cuda", "triton"])
+@pytest.mark.parametrize("op, args", [pytest.param(op, args, id=i) for i, op, args in _op_cases()])
+def test_opcheck_on_gpu(kernel, op, args):
+    if kernel not in backends.registered(op):
+        pytest.skip(f"{op} has no {kernel} kernel")
+    if kernel == "triton":
+        for module in TRITON_MODULES:
+            importlib.import_module(f"bigaccel.kernels.{module}")
+        op = f"{op}_triton"
+    torch.library.opcheck(getattr(torch.ops.bigaccel, op).default, _cuda(args))
+
+
+def _llama():
+    # hidden 256 and MLP 512: every recipe's group size divides K, so every linear converts.
+    model = tiny_llama(vocab=256, hidden=256, intermediate=512, layers=2, heads=4, kv_heads=2)
+    return model.cuda().eval()
+
+
+def _tokens():
+    return torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(1)).cuda()
+
+
+def _rel(out, ref):
+    return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
+
+
+GPU_RECIPES = [r for r in ("int8", "int8-weight-only", "int4-g32", "int4", "sparse24", "fuse-activations")
+               if r in recipes.available_recipes()]
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+@pytest.mark.parametrize("recipe", GPU_RECIPES)
+def test_converted_model_on_gpu_matches_the_reference_backend(recipe, backend, monkeypatch):
+    torch.manual_seed(0)
+    model, t = _llama(), _tokens()
+    with torch.no_grad():
+        bigaccel.convert(model, recipe)
+        monkeypatch.setenv("BIGACCEL_BACKEND", "reference")
+        backends.reset()
+        ref = model(t).float()
+        # Ops without a kernel in this backend (sparse24_mm has no CUDA one) keep their default.
+        only = ",".join(f"{op}={backend}" for op in backends.ops() if backend in backends.registered(op))
+        monkeypatch.setenv("BIGACCEL_BACKEND", only)
+        backends.reset()
+        out = model(t).float()
+    backends.reset()
+    # The same converted model: only summation order and (W8A8) an activation rounding at a
+    # tie can differ.
+    assert _rel(out, ref) < 2e-3, _rel(out, ref)
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES)
+def test_converted_model_compiles_with_inductor_on_gpu(recipe, fresh_backends):
+    torch.manual_seed(0)
+    model, t = _llama(), _tokens()
+    bigaccel.convert(model, recipe)
+    backends.prepare("cuda")
+    with torch.no_grad():
+        eager = model(t)
+        compiled = torch.compile(model, fullgraph=True)(t)
+    # inductor fuses and reorders the float math around the opaque bigaccel ops.
+    assert _rel(compiled, eager) < 1e-4, _rel(compiled, eager)
