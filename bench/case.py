@@ -55,7 +55,9 @@ class Row:
     reps: int = 0
     verdict: dict = field(default_factory=dict)
     speedup: dict[str, float] = field(default_factory=dict)
-    skipped: str | None = None
+    skipped: str | None = None  # why it could not run here (Skip), or "error: ..." when it broke
+    error: bool = False
+    method: str | None = None  # how it was timed (bench.timing.Timing.method)
     median_s: float | None = None  # time_s is the minimum on CPU (see bench.timing.Timing.seconds)
 
     def as_dict(self) -> dict:
@@ -65,9 +67,11 @@ class Row:
              "baselines": list(c.baselines), "headline": list(c.headline)}
         if self.skipped is not None:
             d["skipped"] = self.skipped
+            if self.error:
+                d["error"] = True
             return d
         d.update({"time_us": self.time_s * 1e6, "median_us": (self.median_s or self.time_s) * 1e6, "reps": self.reps,
-                  "gbs": self.verdict["gbs"], "tflops": self.verdict["tflops"], "bound": self.verdict["bound"],
+                  "timing": self.method, "gbs": self.verdict["gbs"], "tflops": self.verdict["tflops"], "bound": self.verdict["bound"],
                   "pct_limit": self.verdict["pct_limit"], "limit": self.verdict["limit"],
                   "speedup": self.speedup})
         return d

@@ -43,18 +43,24 @@ def setup_threads(threads: int | None) -> int:
 def run_case(case, limits: Limits, budget_s: float) -> Row:
     try:
         call = case.setup()
+        t = measure(call, case.device, budget_s)
     except Skip as exc:
         return Row(case, skipped=str(exc))
-    t = measure(call, case.device, budget_s)
+    except Exception as exc:  # noqa: BLE001  one broken case must not lose the rest of the run
+        first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+        return Row(case, skipped=f"error: {type(exc).__name__}: {first_line}", error=True)
     del call  # free this case's operand copies (by reference count) before the next is built
-    return Row(case, t.seconds, t.reps, limits.judge(case.flops, case.nbytes, t.seconds, case.compute), median_s=t.median_s)
+    return Row(case, t.seconds, t.reps, limits.judge(case.flops, case.nbytes, t.seconds, case.compute), median_s=t.median_s,
+               method=t.method)
 
 
 def selected(family: str, opts: Options) -> bool:
     return not opts.ops or family in opts.ops
 
 
-def run(opts: Options, log=print) -> dict:
+def run(opts: Options, log=print, checkpoint=None) -> dict:
+    """Measure; `checkpoint(results)`, if given, gets the results so far after each family
+    (so a run cut short, e.g. by a time limit on a lent GPU, keeps what it measured)."""
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = setup_threads(opts.threads)
     cfg = BenchConfig(device=device, quick=opts.quick)
@@ -79,6 +85,9 @@ def run(opts: Options, log=print) -> dict:
         for case in family_cases:
             rows.append(run_case(case, limits, budget(opts)))
         seconds[name] = time.perf_counter() - family_start
+        if checkpoint is not None:
+            add_speedups(rows)
+            checkpoint(_results(device, opts, threads, limits, notes, rows, [], start, seconds))
     add_speedups(rows)
     e2e_rows = []
     if selected("e2e", opts):
@@ -88,6 +97,10 @@ def run(opts: Options, log=print) -> dict:
         e2e_start = time.perf_counter()
         e2e_rows = e2e.run(model, device, dtypes, opts.quick, log)
         seconds["e2e"] = time.perf_counter() - e2e_start
+    return _results(device, opts, threads, limits, notes, rows, e2e_rows, start, seconds)
+
+
+def _results(device, opts, threads, limits, notes, rows, e2e_rows, start, seconds) -> dict:
     results = {
         "machine": machine.describe(device),
         "options": {"quick": opts.quick, "threads": threads, "ops": opts.ops, "budget_s": budget(opts),
@@ -97,7 +110,7 @@ def run(opts: Options, log=print) -> dict:
         "rows": [r.as_dict() for r in rows],
         "e2e": e2e_rows,
         "seconds": time.perf_counter() - start,
-        "seconds_by_part": seconds,
+        "seconds_by_part": dict(seconds),
     }
     raise_to_observed(results)
     return results
@@ -200,15 +213,25 @@ def plot(results: dict, path: str) -> str | None:
 
 
 def main_from_cli(args) -> int:
-    opts = Options(ops=args.op or [], quick=args.quick, threads=args.threads, e2e_model=args.e2e_model)
-    results = run(opts, log=lambda s: print(s, file=sys.stderr, flush=True))
+    opts = Options(ops=args.op or [], quick=args.quick, threads=args.threads, e2e_model=args.e2e_model,
+                   budget_s=args.budget)
+
+    def save_all(results):
+        paths = [args.json] if args.json else []
+        if args.save:
+            paths.append(machine.results_path(results["machine"], RESULTS_DIR))
+        return [save_json(results, path) for path in paths]
+
+    results = run(opts, log=lambda s: print(s, file=sys.stderr, flush=True),
+                  checkpoint=save_all if (args.json or args.save) else None)
     print(format_table(results))
-    paths = [args.json] if args.json else []
-    if args.save:
-        paths.append(machine.results_path(results["machine"], RESULTS_DIR))
-    for path in paths:
-        print(f"results written to {save_json(results, path)}")
+    for path in save_all(results):
+        print(f"results written to {path}")
+    errors = [r["id"] for r in results["rows"] if r.get("error")]
+    if errors:
+        print(f"bigaccel bench: {len(errors)} case(s) failed (see 'error:' above): {', '.join(errors[:5])}",
+              file=sys.stderr)
     if args.plot:
         problem = plot(results, args.plot)
         print(f"plot: {problem}" if problem else f"plot written to {args.plot}")
-    return 0
+    return 1 if errors else 0

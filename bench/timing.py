@@ -1,8 +1,9 @@
 """How bench/ times one call, the way a real model would see it.
 
 CPU: a fixed thread count (reported with the results) and wall-clock time per
-call. GPU: CUDA events around each call after warm-up, with the L2 flushed
-before every call. Bandwidth-bound cases rotate their operands through enough
+call. GPU: CUDA events around the replay of a CUDA graph of the calls (kernel
+time, without Python's launch cost), with the L2 flushed unless the operands
+rotate. Bandwidth-bound cases rotate their operands through enough
 copies that together they exceed the last-level cache 8-fold: a 4096x4096 int8
 weight (16 MiB) fits in a 32 MiB LLC and would otherwise be timed from cache, and
 3-fold was not enough on a VM whose vCPUs' L3 (a victim cache, possibly on two
@@ -99,6 +100,7 @@ class Timing:
     min_s: float
     reps: int
     device: str = "cpu"
+    method: str = "wall clock"  # GPU: "cuda graph", or "eager" for a call that cannot be captured
 
     @property
     def seconds(self) -> float:
@@ -109,7 +111,8 @@ class Timing:
         return self.median_s if self.device == "cuda" else self.min_s
 
     def as_dict(self) -> dict:
-        return {"median_s": self.median_s, "min_s": self.min_s, "reps": self.reps, "device": self.device}
+        return {"median_s": self.median_s, "min_s": self.min_s, "reps": self.reps, "device": self.device,
+                "method": self.method}
 
 
 def _cpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) -> list[float]:
@@ -134,32 +137,64 @@ def _cpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) ->
 _FLUSH: dict[int, torch.Tensor] = {}
 
 
-def _gpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) -> list[float]:
+def _capture(call: Callable, n: int):
+    """A CUDA graph of `n` calls, or None when the call cannot be captured (it syncs, say)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as capture requires
+        for _ in range(3):
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            for _ in range(n):
+                call()
+    except Exception:  # noqa: BLE001  timed eagerly instead; the row says so
+        torch.cuda.synchronize()
+        return None
+    return graph
+
+
+def _gpu_times(call: Callable, budget_s: float, min_reps: int, max_reps: int) -> tuple[list[float], str]:
+    """Kernel time per call, and how it was taken. The calls are captured in a CUDA graph
+    and replayed: one eager call's Python and dispatch cost (~30 us on the lent H100s)
+    exceeds a decode GEMV's kernel, and would be timed instead of it. A rotation's
+    copies exceed L2, so a burst of one call per copy is timed without flushing;
+    anything else is timed one call at a time after an L2 flush."""
     if 0 not in _FLUSH:
         _FLUSH[0] = torch.empty(2 * cache_bytes("cuda"), dtype=torch.int8, device="cuda")
     flush = _FLUSH[0]
-    for _ in range(3):
-        call()
+    burst = len(call.arg_sets) if isinstance(call, Rotation) else 1
+    if isinstance(call, Rotation):
+        call.i = 0
+    graph = _capture(call, burst)
+    method = "cuda graph" if graph is not None else "eager"
+    run = graph.replay if graph is not None else (lambda: [call() for _ in range(burst)])
+    run()
     torch.cuda.synchronize()
     times: list[float] = []
     spent = 0.0
     while len(times) < max_reps and (len(times) < min_reps or spent < budget_s):
-        flush.zero_()  # evict the previous call's operands from L2
+        if burst == 1:
+            flush.zero_()  # evict the previous call's operands from L2
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        call()
+        run()
         end.record()
         end.synchronize()
         dt = start.elapsed_time(end) / 1e3
-        times.append(dt)
+        times.append(dt / burst)
         spent += dt + 20e-6  # count the flush too, so tiny kernels stop in reasonable time
-    return times
+    del graph
+    return times, method
 
 
 def measure(call: Callable, device: str, budget_s: float = 0.5, min_reps: int = 3, max_reps: int = 2000) -> Timing:
     """Median and minimum seconds per call of `call` on `device`."""
     if device == "cuda":
-        times = _gpu_times(call, budget_s, min_reps, max_reps)
+        times, method = _gpu_times(call, budget_s, min_reps, max_reps)
     else:
-        times = _cpu_times(call, budget_s, min_reps, max_reps)
-    return Timing(statistics.median(times), min(times), len(times), device)
+        times, method = _cpu_times(call, budget_s, min_reps, max_reps), "wall clock"
+    return Timing(statistics.median(times), min(times), len(times), device, method)

@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="benchmark the ops against torch baselines and this machine's limits")
     p.add_argument("--op", action="append", help="op family to run (repeatable): a bench/cases module or e2e")
     p.add_argument("--quick", action="store_true", help="fewer shapes and M values, short timing (CI)")
-    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--budget", type=float, metavar="SECONDS",
+                   help="timing budget per case (default 0.5, 0.1 with --quick)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON (after each family, and at the end)")
     p.add_argument("--save", action="store_true", help="write the results to bench/results/<machine>-<date>.json")
     p.add_argument("--plot", metavar="FILE.png", help="plot speedup vs M (needs matplotlib)")
     p.add_argument("--threads", type=int, help="CPU threads (default: every CPU available)")

@@ -16,7 +16,7 @@ if not os.path.isfile(os.path.join(ROOT, "bench", "runner.py")):  # e.g. the whe
 
 from bench import cases as cases_pkg  # noqa: E402
 from bench import e2e, machine, report, runner, timing  # noqa: E402
-from bench.case import Row, add_speedups  # noqa: E402
+from bench.case import Case, Row, add_speedups  # noqa: E402
 from bench.cases import BenchConfig  # noqa: E402
 from bench.limits import Limits, raise_to_observed  # noqa: E402
 from bench.timing import Rotation, copies_to_exceed_cache, cpu_llc_bytes, measure  # noqa: E402
@@ -57,6 +57,7 @@ def test_every_family_runs_at_toy_size_and_renders(tmp_path, monkeypatch):
         family_cases = module.cases(cfg)
         assert family_cases or cases_pkg.notes(module, cfg), f"{name} has neither cases nor a note saying why"
         rows += [runner.run_case(case, LIMITS, budget_s=0.0) for case in family_cases]
+    assert not [r.skipped for r in rows if r.error]
     add_speedups(rows)
     measured = [r for r in rows if r.skipped is None]
     assert any(r.case.family == "int8_linear" and r.case.op == "W8A8" and r.case.impl == "bigaccel" for r in measured)
@@ -79,6 +80,16 @@ def test_every_family_runs_at_toy_size_and_renders(tmp_path, monkeypatch):
     assert "W8A8" in runner.format_table(loaded)
     md = report.tables(loaded, path)
     assert "| int8_linear | W8A8 | fp32 | 48×64 | F.linear fp32 |" in md
+
+
+def test_a_broken_case_is_reported_not_fatal():
+    def setup():
+        raise RuntimeError("CUDA error: an illegal memory access\nmore lines")
+
+    case = Case("int8_linear", "W8A8", "bigaccel", "fp32", "8x8", 1, 1.0, 1.0, "int8", setup)
+    row = runner.run_case(case, LIMITS, budget_s=0.0)
+    assert row.error and row.skipped == "error: RuntimeError: CUDA error: an illegal memory access"
+    assert row.as_dict()["error"] is True
 
 
 def test_kv_cached_decode_matches_the_full_forward():
