@@ -121,7 +121,7 @@ def decode_tokens_per_s(model: TinyLlama, batch: int, dtype: torch.dtype, device
 
 
 def build(model_name: str, dtype: torch.dtype, device: str) -> TinyLlama:
-    return TinyLlama(TinyLlamaConfig(**MODELS[model_name]), seed=0).eval().to(device=device, dtype=dtype)
+    return TinyLlama(TinyLlamaConfig(**MODELS[model_name]), seed=0, device=device).eval().to(dtype=dtype)
 
 
 def run(model_name: str, device: str, dtypes: dict[str, torch.dtype], quick: bool, log=print) -> list[dict]:

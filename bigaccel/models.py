@@ -119,16 +119,20 @@ class TinyLlama(nn.Module):
     """Token ids [batch, seq] -> logits [batch, seq, vocab]. Random init from `seed`:
     normal(0, 0.02) weights as Llama's initializer, so activations have realistic scales."""
 
-    def __init__(self, config: TinyLlamaConfig | None = None, seed: int = 0):
+    def __init__(self, config: TinyLlamaConfig | None = None, seed: int = 0, device: torch.device | str = "cpu"):
+        """`device`: where the weights are made (a 7B init on a GPU takes a second, on a CPU
+        minutes); the same seed gives the same weights on the same kind of device."""
         super().__init__()
         self.config = config = config or TinyLlamaConfig()
-        generator = torch.Generator().manual_seed(seed)
-        self.model = TinyLlamaModel(config)
-        self.lm_head = nn.Linear(config.hidden, config.vocab, bias=False)
+        device = torch.device(device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        with torch.device(device):
+            self.model = TinyLlamaModel(config)
+            self.lm_head = nn.Linear(config.hidden, config.vocab, bias=False)
         for name, p in self.named_parameters():
             if not name.endswith("norm.weight"):
                 with torch.no_grad():
-                    p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+                    p.copy_(torch.randn(p.shape, generator=generator, device=device) * 0.02)
         if config.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
