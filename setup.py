@@ -10,9 +10,11 @@ Environment:
                         Default: the visible GPU's arch, else "8.0;9.0a".
   MAX_JOBS              parallel compile jobs (read by torch's ninja build).
   CUDA_HOME             CUDA toolkit; default /usr/local/cuda, else found from nvcc.
+  BIGACCEL_SKIP_CPU_EXTENSION=1   developers only: build _C_cuda alone (a quick GPU rebuild).
 """
 import datetime
 import glob
+import importlib.util
 import os
 import shutil
 import sys
@@ -102,11 +104,12 @@ def _nvidia_wheel_includes():
 
 
 def _cutlass_include():
-    try:
-        import cutlass_library
-    except ImportError:
+    # find_spec, not import: the headers are all we need, and importing cutlass_library
+    # pulls in its Python generator's dependencies (pydot, treelib), absent on some machines.
+    spec = importlib.util.find_spec("cutlass_library")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(cutlass_library.__file__).parent / "source" / "include"
+    path = Path(spec.origin).parent / "source" / "include"
     return str(path) if path.is_dir() else None
 
 
@@ -145,15 +148,19 @@ def main():
 
     cxx_flags = ["-O3", "-fopenmp", "-Wall", "-Wno-unused-function"]
     include_dirs = [str(ROOT / "csrc")]
-    ext_modules = [
-        CppExtension(
-            "bigaccel._C",
-            _cpu_sources(),
-            include_dirs=include_dirs,
-            extra_compile_args={"cxx": cxx_flags},
-            extra_link_args=["-fopenmp"],
+    ext_modules = []
+    # BIGACCEL_SKIP_CPU_EXTENSION=1: a developer's GPU-only rebuild on a lent machine, whose
+    # minutes are counted (the CPU ops then run on the reference); never for a release.
+    if os.environ.get("BIGACCEL_SKIP_CPU_EXTENSION") != "1":
+        ext_modules.append(
+            CppExtension(
+                "bigaccel._C",
+                _cpu_sources(),
+                include_dirs=include_dirs,
+                extra_compile_args={"cxx": cxx_flags},
+                extra_link_args=["-fopenmp"],
+            )
         )
-    ]
     if build_cuda:
         cuda_includes = include_dirs + _nvidia_wheel_includes()
         cutlass = _cutlass_include()

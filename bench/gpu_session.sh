@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One lent-GPU session in one command: build for this GPU, run every GPU test, benchmark.
+#
+#   bench/gpu_session.sh OUTDIR        (repository root, on the GPU machine)
+#
+# The GPU machines have no package registry: bring nvidia-cutlass as a wheel in .whl/
+# (see the README's "Building wheels" section) or the CUDA extension is built without the
+# CUTLASS GEMMs. Each step has its own time limit and log in OUTDIR (at most 8 files come
+# back from a lent machine), so a step that fails or runs out of time leaves the others'
+# results; the benchmark writes its JSON after every family.
+set -u
+out=${1:?usage: bench/gpu_session.sh OUTDIR}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} BIGACCEL_BUILD_CUDA=1
+export MAX_JOBS=${MAX_JOBS:-$(nproc)} BIGACCEL_EXPECT_CUDA_EXTENSION=1
+export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --ptxas-options=-v"  # registers, spills and shared memory, in build.log
+PY=${PYTHON:-python3}
+# Seconds per step (0 skips it); the defaults fit a 10-minute call with the machine's start
+# outside it. A shorter rerun narrows the steps, e.g. after fixing the Triton kernels:
+#   BIGACCEL_SKIP_CPU_EXTENSION=1 TEST_PATHS="tests/ops tests/test_gpu.py" TEST_K="triton-gpu or test_gpu" \
+#   BENCH_OPS="int8_linear int4_linear" T_E2E=0 bench/gpu_session.sh OUTDIR
+T_BUILD=${T_BUILD:-240} T_TESTS=${T_TESTS:-150} T_BENCH=${T_BENCH:-150} T_E2E=${T_E2E:-90}
+TEST_PATHS=${TEST_PATHS:-tests} TEST_K=${TEST_K:-gpu or cuda}
+BENCH_OPS=${BENCH_OPS:-int8_linear int4_linear activations quantize_per_token sparse24_linear mlp}
+
+step() {  # step NAME LIMIT CMD...: run CMD with a time limit, log to OUTDIR/NAME.log
+  local name=$1 limit=$2 t=$SECONDS rc
+  shift 2
+  echo "== $name (limit ${limit} s, $(date +%T))"
+  timeout -s INT -k 15 "$limit" "$@" >>"$out/$name.log" 2>&1
+  rc=$?
+  echo "   rc=$rc after $((SECONDS - t)) s"
+  tail -n 4 "$out/$name.log" | cut -c1-300
+  return $rc
+}
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+arch=$($PY -c "import torch; a, b = torch.cuda.get_device_capability(); print(f'{a}.{b}' + ('a' if a == 9 else ''))")
+export BIGACCEL_CUDA_ARCHS=${BIGACCEL_CUDA_ARCHS:-$arch}
+{ nvidia-smi; nvcc --version | tail -n 2; echo "archs: $BIGACCEL_CUDA_ARCHS, jobs: $MAX_JOBS"; } >"$out/info.log" 2>&1
+
+if ! step build "$T_BUILD" $PY -m pip install -v --no-build-isolation --no-deps -e .; then
+  # A CUTLASS compile error must not cost the rest of the session: build without it.
+  echo "== build failed; again without the CUTLASS GEMMs"
+  unset PYTHONPATH
+  step build "$T_BUILD" $PY -m pip install --no-build-isolation --no-deps -e . || exit 1
+fi
+step info 60 $PY -m bigaccel.cli info
+
+# shellcheck disable=SC2086  (word splitting of the path and op lists is wanted)
+[ "$T_TESTS" = 0 ] || step tests "$T_TESTS" $PY -m pytest $TEST_PATHS -q --timeout 120 -p no:cacheprovider \
+  -n "$(( $(nproc) < 16 ? $(nproc) : 16 ))" -k "$TEST_K" --tb=short
+[ "$T_BENCH" = 0 ] || step bench "$T_BENCH" $PY -m bigaccel.cli bench --budget 0.05 --json "$out/bench.json" \
+  $(printf -- '--op %s ' $BENCH_OPS)
+[ "$T_E2E" = 0 ] || step e2e "$T_E2E" $PY -m bigaccel.cli bench --op e2e --json "$out/e2e.json"
+echo "== done in $SECONDS s"
