@@ -1,6 +1,6 @@
 """Markdown benchmark tables from bench/results/*.json; the README's are made here.
 
-    python bench/report.py                       # print the tables of the newest results file
+    python bench/report.py                       # print the tables of each machine's newest results file
     python bench/report.py results/a.json ...    # of these files
     python bench/report.py --readme              # rewrite README.md between its bench-table markers
 
@@ -22,8 +22,14 @@ _LIMIT_SHORT = {"read GB/s": "of read BW", "fp32 peak": "of fp32 peak", "bf16 pe
 
 
 def newest_results() -> list[str]:
-    files = glob.glob(os.path.join(HERE, "results", "*.json"))
-    return [max(files, key=lambda f: (json.load(open(f))["machine"]["date"], f))] if files else []
+    """The newest results file of each machine (CPU, and GPU if any), oldest machine first."""
+    newest: dict[tuple, tuple[str, str]] = {}
+    for path in glob.glob(os.path.join(HERE, "results", "*.json")):
+        with open(path) as f:
+            m = json.load(f)["machine"]
+        key = (m["cpu"], (m.get("gpu") or {}).get("name"))
+        newest[key] = max(newest.get(key, ("", "")), (m["date"], path))
+    return [path for _, path in sorted(newest.values())]
 
 
 def _ms(rows) -> list[int]:
@@ -42,9 +48,12 @@ def machine_line(results: dict, source: str) -> str:
     m, o = results["machine"], results["options"]
     gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
     load = f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else ""
-    return (f"Measured on {m['cpu']} ({m['isa_in_use']} kernels, {o['threads']} of {m['cpus_available']} CPUs"
+    isa = f"{m['isa_in_use']} kernels" if m.get("isa_in_use") else "CPU extension not built"
+    timing = {r.get("timing") for r in results["rows"] if "time_us" in r} - {None, "wall clock"}
+    how = f", GPU rows timed by {' and '.join(sorted(timing))}" if timing else ""
+    return (f"Measured on {m['cpu']} ({isa}, {o['threads']} of {m['cpus_available']} CPUs"
             f"{gpu}{load}) on {m['date']}, torch {m['versions']['torch']}, bigaccel {m['versions']['bigaccel']}"
-            f"{', --quick' if o.get('quick') else ''}; from `bench/results/{os.path.basename(source)}`.")
+            f"{', --quick' if o.get('quick') else ''}{how}; from `bench/results/{os.path.basename(source)}`.")
 
 
 def tables(results: dict, source: str) -> str:
@@ -103,7 +112,7 @@ def render(files: list[str]) -> str:
         with open(path) as f:
             parts.append(tables(json.load(f), path))
     regenerate = ("Regenerate: `bigaccel bench --save --threads N` (writes `bench/results/<machine>-<date>.json`), "
-                  "then `python bench/report.py --readme`.")
+                  "then `python bench/report.py --readme` (the newest file of each machine).")
     return "\n".join(parts) + "\n" + regenerate + "\n"
 
 
