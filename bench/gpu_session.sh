@@ -4,10 +4,16 @@
 #   bench/gpu_session.sh OUTDIR        (repository root, on the GPU machine)
 #
 # The GPU machines have no package registry: bring nvidia-cutlass as a wheel in .whl/
-# (see the README's "Building wheels" section) or the CUDA extension is built without the
-# CUTLASS GEMMs. Each step has its own time limit and log in OUTDIR (at most 8 files come
-# back from a lent machine), so a step that fails or runs out of time leaves the others'
-# results; the benchmark writes its JSON after every family.
+# (pip download --no-deps nvidia-cutlass -d .whl) or the CUDA extension is built without
+# the CUTLASS GEMMs. Each step has its own time limit and log in OUTDIR (at most 8 files
+# come back from a lent machine), so a step that fails or runs out of time leaves the
+# others' results: the tests run verbose (a run cut short still names what passed), the
+# benchmark writes its JSON after every family.
+#
+# Seen on an H100 (16 cores, 2026-11-26): full build 144 s (CUDA alone 110 s); the GPU
+# tests ~190 s with 8 workers (600 of ~770 in 143 s, most of it Triton compiling); the
+# bench families 7-14 s each at --budget 0.05; the machine's start ~30 s. Llama-7B's e2e
+# has not completed yet.
 set -u
 out=${1:?usage: bench/gpu_session.sh OUTDIR}
 mkdir -p "$out"
@@ -20,7 +26,9 @@ PY=${PYTHON:-python3}
 #   BIGACCEL_SKIP_CPU_EXTENSION=1 TEST_PATHS="tests/ops tests/test_gpu.py" TEST_K="triton-gpu or test_gpu" \
 #   BENCH_OPS="int8_linear int4_linear" T_E2E=0 bench/gpu_session.sh OUTDIR
 T_BUILD=${T_BUILD:-240} T_TESTS=${T_TESTS:-150} T_BENCH=${T_BENCH:-150} T_E2E=${T_E2E:-90}
-TEST_PATHS=${TEST_PATHS:-tests} TEST_K=${TEST_K:-gpu or cuda}
+# avx512: the lent GPU machines' CPUs (Xeon) have AVX-512, which CI's and the developers'
+# machines lack, so the AVX-512 tiers of the CPU kernels run there or nowhere.
+TEST_PATHS=${TEST_PATHS:-tests} TEST_K=${TEST_K:-gpu or cuda or avx512}
 BENCH_OPS=${BENCH_OPS:-int8_linear int4_linear activations quantize_per_token sparse24_linear mlp}
 
 step() {  # step NAME LIMIT CMD...: run CMD with a time limit, log to OUTDIR/NAME.log
@@ -50,7 +58,7 @@ fi
 step info 60 $PY -m bigaccel.cli info
 
 # shellcheck disable=SC2086  (word splitting of the path and op lists is wanted)
-[ "$T_TESTS" = 0 ] || step tests "$T_TESTS" $PY -m pytest $TEST_PATHS -q --timeout 120 -p no:cacheprovider \
+[ "$T_TESTS" = 0 ] || step tests "$T_TESTS" $PY -m pytest $TEST_PATHS -v --timeout 120 -p no:cacheprovider \
   -n "$(( $(nproc) < 16 ? $(nproc) : 16 ))" -k "$TEST_K" --tb=short
 [ "$T_BENCH" = 0 ] || step bench "$T_BENCH" $PY -m bigaccel.cli bench --budget 0.05 --json "$out/bench.json" \
   $(printf -- '--op %s ' $BENCH_OPS)
