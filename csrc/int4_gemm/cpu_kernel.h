@@ -4,10 +4,14 @@
 // holding k = 2j (low nibble) and k = 2j+1 (high nibble); fp32 scales and uint8 zero
 // points [N, K/G] (zero 8 when symmetric). w[n][k] = (code - zero) * scale, exact in fp32.
 //
-// Small M (<= kFusedMaxRows): GEMV. Each column's packed bytes are streamed once and
-//   unpacked into fp32 lanes in registers; per group acc_g += x * (code - zero), then
-//   acc += acc_g * scale (vector), one horizontal sum per output. Memory bound: the
-//   weight is read at 0.5 byte/weight.
+// Small M (<= kInt4FusedMaxRows): GEMV. Each column's packed bytes are streamed once,
+//   16 at a time, and unpacked in registers: the low nibbles (and 0xF) and the high ones
+//   (shift, and 0xF), minus the zero point in int8, sign-extended to fp32. That yields
+//   the 32 codes in "nibble order" (the 16 even k, then the 16 odd k), so the caller
+//   passes x permuted the same way once, instead of every weight being shuffled back
+//   into k order (which made the AVX2 loop shuffle-bound at ~3 GB/s). Per group
+//   acc_g += x * (code - zero) over independent accumulator chains, then
+//   acc += acc_g * scale, one horizontal sum per output.
 // Larger M: a block of kBlockN columns is dequantized into an fp32 scratch tile
 //   (kBlockN * K * 4 bytes, cache resident) and reused across all M rows with a
 //   4 x 2 register tile of dot products.
@@ -41,33 +45,75 @@ static inline VecF load_nibbles(const uint8_t* p) {
 #endif
 }
 
+constexpr int kInt4NibbleChunk = 32;  // k per 16 packed bytes; the nibble-order permutation's period
+constexpr int kInt4CodeVecs = kInt4NibbleChunk / VecF::kWidth;
+
+// The 32 codes of 16 packed bytes minus `zero`, exact in fp32, in nibble order: the low
+// nibbles of bytes 0..15 (k = 0, 2, .., 30), then their high nibbles (k = 1, 3, .., 31).
+static inline void load_codes32(const uint8_t* p, int zero, VecF* out) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512 || BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i mask = _mm_set1_epi8(0x0F), z = _mm_set1_epi8(static_cast<char>(zero));
+  const __m128i lo = _mm_sub_epi8(_mm_and_si128(v, mask), z);  // code - zero in [-15, 15]
+  const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), mask), z);
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+  out[0] = {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))};
+  out[1] = {_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))};
+#else
+  out[0] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))};
+  out[1] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))};
+  out[2] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))};
+  out[3] = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))};
+#endif
+#else
+  constexpr int W = VecF::kWidth;
+  for (int i = 0; i < 16; ++i) {
+    out[i / W].v[i % W] = float(int(p[i] & 0xF) - zero);
+    out[(16 + i) / W].v[(16 + i) % W] = float(int(p[i] >> 4) - zero);
+  }
+#endif
+}
+
 struct Int4Weight {
   const uint8_t* packed;  // [N, K/2]
   const float* scales;    // [N, K/G]
   const uint8_t* zeros;   // [N, K/G] or nullptr (8)
   int64_t K, G;
-  float zero(int64_t n, int64_t g) const { return zeros ? float(zeros[n * (K / G) + g]) : 8.0f; }
+  int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * (K / G) + g]) : 8; }
+  float zero(int64_t n, int64_t g) const { return float(zero_code(n, g)); }
 };
 
+// x_nib: the R rows of x, each in nibble order (kInt4NibbleChunk).
 template <int R, typename T>
-static void int4_gemv_rows(const float* x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
+static void int4_gemv_rows(const float* x_nib, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
                            const float* bias, T* out) {
-  constexpr int W = VecF::kWidth;
+  constexpr int W = VecF::kWidth, V = kInt4CodeVecs;
+  // Independent FMA chains per row: one chain would wait out the FMA latency on every
+  // vector (that, not bandwidth, bounds a single-row GEMV); more rows are chains already.
+  constexpr int A = R == 1 ? V : (R == 2 && V >= 2 ? 2 : 1);
   const int64_t K = w.K, G = w.G, groups = K / G;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* row = w.packed + n * (K / 2);
     VecF acc[R];
     for (int r = 0; r < R; ++r) acc[r] = VecF::zero();
     for (int64_t g = 0; g < groups; ++g) {
-      const VecF zero = VecF::broadcast(w.zero(n, g));
-      VecF acc_g[R];
-      for (int r = 0; r < R; ++r) acc_g[r] = VecF::zero();
-      for (int64_t k = g * G; k < (g + 1) * G; k += W) {
-        const VecF wv = load_nibbles(row + k / 2) - zero;
-        for (int r = 0; r < R; ++r) acc_g[r] = fma(VecF::load(x + r * K + k), wv, acc_g[r]);
+      const int zero = w.zero_code(n, g);
+      VecF acc_g[R][A];
+      for (int r = 0; r < R; ++r)
+        for (int a = 0; a < A; ++a) acc_g[r][a] = VecF::zero();
+      for (int64_t k = g * G; k < (g + 1) * G; k += kInt4NibbleChunk) {
+        VecF codes[V];
+        load_codes32(row + k / 2, zero, codes);
+        for (int j = 0; j < V; ++j)
+          for (int r = 0; r < R; ++r)
+            acc_g[r][j % A] = fma(VecF::load(x_nib + r * K + k + j * W), codes[j], acc_g[r][j % A]);
       }
       const VecF scale = VecF::broadcast(w.scales[n * groups + g]);
-      for (int r = 0; r < R; ++r) acc[r] = fma(acc_g[r], scale, acc[r]);
+      for (int r = 0; r < R; ++r) {
+        VecF sum = acc_g[r][0];
+        for (int a = 1; a < A; ++a) sum = sum + acc_g[r][a];
+        acc[r] = fma(sum, scale, acc[r]);
+      }
     }
     for (int r = 0; r < R; ++r) {
       const float v = acc[r].reduce_add();
