@@ -89,6 +89,22 @@ def add_speedups(rows: list[Row]) -> None:
                 r.speedup[base] = t / r.time_s
 
 
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+
+
 def gemm_case_size(m: int, n: int, k: int, x_bytes: int, w_bytes: float, out_bytes: int) -> tuple[float, float]:
     """(FLOPs, least bytes) of an [m, k] x [n, k]^T GEMM with the given element sizes."""
     return 2.0 * m * n * k, m * k * x_bytes + n * k * w_bytes + m * n * out_bytes
+
+
+def linear_case_maker(family: str, n: int, k: int, m: int, device: str) -> Callable[..., Case]:
+    """case(op, impl, dtype, setup, w_bytes, compute=dtype, out_bytes=None, baselines=(), headline=())
+    for one weight shape [n, k] and M of a linear family: the [m, k] x [n, k]^T GEMM's FLOPs
+    (a sparse kernel's too, so that rates compare like with like) and least bytes, with the
+    activations and, unless out_bytes says otherwise, the output in `dtype`, and w_bytes per weight."""
+    def case(op, impl, dtype, setup, w_bytes, compute=None, out_bytes=None, baselines=(), headline=()) -> Case:
+        x_bytes = DTYPE_BYTES[dtype]
+        flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, out_bytes or x_bytes)
+        return Case(family, op, impl, dtype, f"{n}x{k}", m, flops, nbytes, compute or dtype, setup,
+                    tuple(baselines), tuple(headline), device)
+    return case

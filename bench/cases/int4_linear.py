@@ -17,7 +17,7 @@ import torch
 import bigaccel
 from bigaccel import reference
 
-from ..case import Case, Skip, gemm_case_size
+from ..case import DTYPE_BYTES, Case, Skip, linear_case_maker
 from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "int4_linear"
@@ -25,7 +25,6 @@ SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP
 QUICK_SHAPES = [(2048, 2048)]
 GROUP_SIZES = (32, 64, 128)
 QUICK_GROUP_SIZES = (128,)
-_DTYPE_BYTES = {"fp32": 4, "bf16": 2}
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,23 +111,18 @@ def cases(cfg) -> list[Case]:
     dev, out = cfg.device, []
     groups = (32,) if cfg.toy else QUICK_GROUP_SIZES if cfg.quick else GROUP_SIZES
     for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
-        shape = f"{n}x{k}"
         for m in cfg.ms:
-            def case(op, impl, dtype, setup, w_bytes, baselines=(), headline=()):
-                x_bytes = _DTYPE_BYTES[dtype]
-                flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, x_bytes)
-                return Case(FAMILY, op, impl, dtype, shape, m, flops, nbytes, dtype, setup,
-                            tuple(baselines), tuple(headline), dev)
+            case = linear_case_maker(FAMILY, n, k, m, dev)
 
             # Baselines first, so pytest-benchmark can compute speedups as it goes.
             for d, dt in cfg.dtypes.items():
-                out.append(case("linear", "F.linear", d, _float_linear(m, n, k, dt, dev), _DTYPE_BYTES[d]))
+                out.append(case("linear", "F.linear", d, _float_linear(m, n, k, dt, dev), DTYPE_BYTES[d]))
             for d, dt in cfg.dtypes.items():
                 out.append(case("W4A16 nf4", "bitsandbytes nf4", d, _bitsandbytes(m, n, k, dt, dev), 0.5 + 4 / 64))
             for g in groups:
                 for d, dt in cfg.dtypes.items():
                     out.append(case(f"W4A16 g{g}", f"torch int4pack g{g}", d, _torch_int4pack(m, n, k, g, dt, dev),
-                                    0.5 + 2 * _DTYPE_BYTES[d] / g))
+                                    0.5 + 2 * DTYPE_BYTES[d] / g))
             for g in groups:
                 for d, dt in cfg.dtypes.items():
                     other = "bf16" if d == "fp32" else "fp32"

@@ -19,13 +19,12 @@ import torch
 import bigaccel
 from bigaccel import reference
 
-from ..case import Case, Skip, gemm_case_size
+from ..case import DTYPE_BYTES, Case, Skip, linear_case_maker
 from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "int8_linear"
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
 QUICK_SHAPES = [(2048, 2048)]
-_DTYPE_BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
 
 
 @functools.lru_cache(maxsize=1)
@@ -133,39 +132,34 @@ def cases(cfg) -> list[Case]:
     dev, out = cfg.device, []
     have_torchao = importlib.util.find_spec("torchao") is not None
     for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
-        shape = f"{n}x{k}"
         for m in cfg.ms:
-            def case(op, impl, dtype, compute, setup, w_bytes, out_bytes=None, baselines=(), headline=()):
-                x_bytes = _DTYPE_BYTES[dtype]
-                flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, out_bytes or x_bytes)
-                return Case(FAMILY, op, impl, dtype, shape, m, flops, nbytes, compute, setup,
-                            tuple(baselines), tuple(headline), dev)
+            case = linear_case_maker(FAMILY, n, k, m, dev)
 
             # Baselines first, so pytest-benchmark can compute speedups as it goes.
             for d, dt in cfg.dtypes.items():
-                out.append(case("linear", "F.linear", d, d, _float_linear(m, n, k, dt, dev), _DTYPE_BYTES[d]))
+                out.append(case("linear", "F.linear", d, _float_linear(m, n, k, dt, dev), DTYPE_BYTES[d]))
             if dev == "cpu":
-                out.append(case("W8A8", "quantize_dynamic", "fp32", "int8", _quantize_dynamic(m, n, k, dev), 1))
-            out.append(case("int8 GEMM", "torch._int_mm", "int8", "int8", _int_mm(m, n, k, dev), 1, out_bytes=4))
+                out.append(case("W8A8", "quantize_dynamic", "fp32", _quantize_dynamic(m, n, k, dev), 1, compute="int8"))
+            out.append(case("int8 GEMM", "torch._int_mm", "int8", _int_mm(m, n, k, dev), 1, out_bytes=4))
             for d, dt in cfg.dtypes.items():
-                out.append(case("W8A16", "torch._weight_int8pack_mm", d, d, _weight_int8pack_mm(m, n, k, dt, dev), 1))
+                out.append(case("W8A16", "torch._weight_int8pack_mm", d, _weight_int8pack_mm(m, n, k, dt, dev), 1))
             torchao = []
             if have_torchao:
                 for d, dt in cfg.dtypes.items():
                     for op in ("W8A8", "W8A16"):
-                        out.append(case(op, f"torchao {op}", d, "int8" if op == "W8A8" else d,
-                                        _torchao(op, m, n, k, dt, dev), 1))
+                        out.append(case(op, f"torchao {op}", d, _torchao(op, m, n, k, dt, dev), 1,
+                                        compute="int8" if op == "W8A8" else d))
                         torchao.append((op, d, out[-1].name))
             for d, dt in cfg.dtypes.items():
                 other = "bf16" if d == "fp32" else "fp32"
                 ao = [name for op, dd, name in torchao if dd == d]
                 w8a8 = [f"F.linear {d}", f"F.linear {other}", "torch._int_mm int8"] + (
                     ["quantize_dynamic fp32"] if d == "fp32" and dev == "cpu" else []) + [a for a in ao if "W8A8" in a]
-                out.append(case("W8A8", "bigaccel", d, "int8", _bigaccel("W8A8", m, n, k, dt, dev), 1, baselines=w8a8,
+                out.append(case("W8A8", "bigaccel", d, _bigaccel("W8A8", m, n, k, dt, dev), 1, compute="int8", baselines=w8a8,
                                 headline=[f"F.linear {d}", "quantize_dynamic fp32" if d == "fp32" and dev == "cpu"
                                           else "torch._int_mm int8"]))
                 w8a16 = [f"F.linear {d}", f"F.linear {other}", f"torch._weight_int8pack_mm {d}"] + [
                     a for a in ao if "W8A16" in a]
-                out.append(case("W8A16", "bigaccel", d, d, _bigaccel("W8A16", m, n, k, dt, dev), 1, baselines=w8a16,
+                out.append(case("W8A16", "bigaccel", d, _bigaccel("W8A16", m, n, k, dt, dev), 1, baselines=w8a16,
                                 headline=[f"F.linear {d}", f"torch._weight_int8pack_mm {d}"]))
     return out

@@ -15,13 +15,12 @@ import torch.nn.functional as F
 import bigaccel
 from bigaccel import reference, sparsity
 
-from ..case import Case, Skip, gemm_case_size
+from ..case import DTYPE_BYTES, Case, Skip, linear_case_maker
 from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "sparse24_linear"
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
 QUICK_SHAPES = [(2048, 2048)]
-_DTYPE_BYTES = {"fp32": 4, "bf16": 2}
 
 
 @functools.lru_cache(maxsize=1)
@@ -37,7 +36,7 @@ def _compressed(n: int, k: int, dtype: torch.dtype, device: str) -> tuple[torch.
 
 def _sparse_bytes_per_weight(dtype: str) -> float:
     """Half the values are kept, plus 4 bits of metadata per group of 4 (1/8 byte a weight)."""
-    return _DTYPE_BYTES[dtype] / 2 + 1 / 8
+    return DTYPE_BYTES[dtype] / 2 + 1 / 8
 
 
 def _dense_linear(m, n, k, dtype, device):
@@ -82,18 +81,12 @@ def notes(cfg) -> list[str]:
 def cases(cfg) -> list[Case]:
     dev, out = cfg.device, []
     for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
-        shape = f"{n}x{k}"
         for m in cfg.ms:
-            def case(op, impl, dtype, setup, w_bytes, baselines=(), headline=()):
-                x_bytes = _DTYPE_BYTES[dtype]
-                flops, nbytes = gemm_case_size(m, n, k, x_bytes, w_bytes, x_bytes)
-                # FLOPs are the dense GEMM's: speedups and TFLOP/s compare like with like.
-                return Case(FAMILY, op, impl, dtype, shape, m, flops, nbytes, dtype, setup,
-                            tuple(baselines), tuple(headline), dev)
+            case = linear_case_maker(FAMILY, n, k, m, dev)
 
             # Baselines first, so pytest-benchmark can compute speedups as it goes.
             for d, dt in cfg.dtypes.items():
-                out.append(case("linear", "F.linear", d, _dense_linear(m, n, k, dt, dev), _DTYPE_BYTES[d]))
+                out.append(case("linear", "F.linear", d, _dense_linear(m, n, k, dt, dev), DTYPE_BYTES[d]))
             for d, dt in cfg.dtypes.items():
                 out.append(case("2:4", "torch semi-structured", d, _torch_semi_structured(m, n, k, dt, dev),
                                 _sparse_bytes_per_weight(d)))
