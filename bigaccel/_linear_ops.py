@@ -94,36 +94,54 @@ def _int8_matmul(x2d: torch.Tensor, w, w_scale, w_sum, bias, weight_only: bool) 
     return backends.get("int8_mm", x2d.device)(a, a_scale, w, w_scale, w_sum, bias, x2d.dtype)
 
 
-class _Int8LinearGrad(torch.autograd.Function):
-    """Gradients through a frozen int8 layer, so that converted layers can sit in a
-    model that is trained around them (adapters, prompt tuning): the int8 weight
-    gets none, the activation quantization is passed straight through, and
-    d out / d x is the dequantized weight, the gradient of the layer it replaced."""
+def _wants_grad(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad))
 
-    @staticmethod
-    def forward(x2d, w, w_scale, w_sum, bias, weight_only):
-        return _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+
+class _FrozenLinearGrad(torch.autograd.Function):
+    """Gradients through a frozen quantized or compressed layer, so that converted layers
+    can sit in a model that is trained around them (adapters, prompt tuning): the weight
+    gets none, W8A8's activation quantization is passed straight through, and d out / d x
+    is the float weight the kernel multiplies by, rebuilt in backward by `dense_weight`
+    (not kept, so memory stays compressed). A subclass's inputs are (x2d, *weight, bias)."""
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        _, w, w_scale, _, bias, _ = inputs
-        ctx.save_for_backward(w, w_scale)
+        *weight, bias = inputs[1:]
+        ctx.tensor_slots = [i for i, a in enumerate(weight) if isinstance(a, torch.Tensor)]
+        ctx.save_for_backward(*(weight[i] for i in ctx.tensor_slots))
+        ctx.constants = [None if isinstance(a, torch.Tensor) else a for a in weight]
         ctx.bias_dtype = bias.dtype if bias is not None else None
 
     @staticmethod
-    def backward(ctx, grad):
-        w, w_scale = ctx.saved_tensors
+    def frozen_backward(ctx, grad, dense_weight):
+        weight = list(ctx.constants)
+        for i, t in zip(ctx.tensor_slots, ctx.saved_tensors):
+            weight[i] = t
         grad32 = grad.float()
-        grad_x = (grad32 * w_scale) @ w.float() if ctx.needs_input_grad[0] else None
-        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[4] else None
-        return (grad_x.to(grad.dtype) if grad_x is not None else None), None, None, None, grad_bias, None
+        grad_x = (grad32 @ dense_weight(*weight)).to(grad.dtype) if ctx.needs_input_grad[0] else None
+        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[-1] else None
+        return (grad_x, *([None] * len(weight)), grad_bias)
+
+
+def _dequantize_int8(w, w_scale, w_sum, weight_only):
+    return w.float() * w_scale[:, None]
+
+
+class _Int8LinearGrad(_FrozenLinearGrad):
+    @staticmethod
+    def forward(x2d, w, w_scale, w_sum, weight_only, bias):
+        return _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _FrozenLinearGrad.frozen_backward(ctx, grad, _dequantize_int8)
 
 
 def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
     x2d = x.reshape(-1, x.shape[-1])
-    wants_grad = torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad))
-    if wants_grad:
-        out = _Int8LinearGrad.apply(x2d, w, w_scale, w_sum, bias, weight_only)
+    if _wants_grad(x, bias):
+        out = _Int8LinearGrad.apply(x2d, w, w_scale, w_sum, weight_only, bias)
     else:
         out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
     return out.reshape(*x.shape[:-1], w.shape[0])
@@ -207,30 +225,14 @@ def _int4_matmul(x2d, packed, scales, zeros, group_size, bias) -> torch.Tensor:
     return backends.get("int4_mm", x2d.device)(x2d.contiguous(), packed, scales, zeros, group_size, bias)
 
 
-class _Int4LinearGrad(torch.autograd.Function):
-    """As _Int8LinearGrad: no gradient for the frozen int4 weight; d out / d x is the
-    dequantized weight (dequantized again in backward rather than kept, to keep memory at 4 bits)."""
-
+class _Int4LinearGrad(_FrozenLinearGrad):
     @staticmethod
     def forward(x2d, packed, scales, zeros, group_size, bias):
         return _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, packed, scales, zeros, group_size, bias = inputs
-        ctx.save_for_backward(packed, scales, zeros)
-        ctx.group_size = group_size
-        ctx.bias_dtype = bias.dtype if bias is not None else None
-
-    @staticmethod
     def backward(ctx, grad):
-        packed, scales, zeros = ctx.saved_tensors
-        grad32 = grad.float()
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad32 @ reference.dequantize_int4(packed, scales, zeros, ctx.group_size)).to(grad.dtype)
-        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[5] else None
-        return grad_x, None, None, None, None, grad_bias
+        return _FrozenLinearGrad.frozen_backward(ctx, grad, reference.dequantize_int4)
 
 
 def int4_linear(
@@ -249,7 +251,7 @@ def int4_linear(
     _check_int4_weight("int4_linear", x, packed, scales, zeros, group_size, bias)
     x2d = x.reshape(-1, x.shape[-1])
     n = packed.shape[0]
-    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+    if _wants_grad(x, bias):
         out = _Int4LinearGrad.apply(x2d, packed, scales, zeros, group_size, bias)
     else:
         out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
@@ -301,30 +303,18 @@ def _check_sparse24_weight(x: torch.Tensor, values: torch.Tensor, meta: torch.Te
             raise ValueError(f"bigaccel.sparse24_linear: the input is on {x.device} but {name} is on {t.device}")
 
 
-class _Sparse24LinearGrad(torch.autograd.Function):
-    """Gradients through a frozen 2:4 layer (like _Int8LinearGrad): none for the
-    compressed weight; d out / d x is the decompressed (masked) weight."""
+def _decompress_2_4(values, meta, k):
+    return reference.decompress_2_4(values.float(), meta, k)
 
+
+class _Sparse24LinearGrad(_FrozenLinearGrad):
     @staticmethod
     def forward(x2d, values, meta, k, bias):
         return backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, values, meta, k, bias = inputs
-        ctx.save_for_backward(values, meta)
-        ctx.k = k
-        ctx.bias_dtype = bias.dtype if bias is not None else None
-
-    @staticmethod
     def backward(ctx, grad):
-        values, meta = ctx.saved_tensors
-        grad32 = grad.float()
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad32 @ reference.decompress_2_4(values.float(), meta, ctx.k)).to(grad.dtype)
-        grad_bias = grad32.sum(0).to(ctx.bias_dtype) if ctx.needs_input_grad[4] else None
-        return grad_x, None, None, None, grad_bias
+        return _FrozenLinearGrad.frozen_backward(ctx, grad, _decompress_2_4)
 
 
 def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k: int,
@@ -336,7 +326,7 @@ def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k
     _check_activation(x, "sparse24_linear")
     _check_sparse24_weight(x, values, meta, k, bias)
     x2d = x.reshape(-1, k)
-    if torch.is_grad_enabled() and (x.requires_grad or (bias is not None and bias.requires_grad)):
+    if _wants_grad(x, bias):
         out = _Sparse24LinearGrad.apply(x2d, values, meta, k, bias)
     else:
         out = backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)

@@ -97,9 +97,10 @@ def test_gradient_flows_to_the_input_through_the_dequantized_weight(cls):
 
 
 @pytest.mark.parametrize("cls", MODULES)
-def test_compiles_with_grad_enabled(cls):
+def test_compiles_with_grad_enabled(cls, fresh_backends):
     # Inference without no_grad is common (a model whose embeddings require grad).
     layer = cls.from_linear(_linear())
+    bigaccel.backends.prepare("cpu")  # the backend choice cannot be traced (bigaccel.convert does this)
     x = torch.randn(4, 96, requires_grad=True)
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
     out = compiled(x)
