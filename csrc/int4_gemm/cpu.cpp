@@ -16,8 +16,8 @@ namespace bigaccel {
 namespace {
 // Must match kInt4BlockN in cpu_kernel.h: the scratch tile holds that many dequantized columns.
 constexpr int64_t kBlockN = 8;
-// Must match kInt4FusedMaxRows and kInt4NibbleChunk: the GEMV reads x in nibble order.
-constexpr int64_t kGemvMaxRows = 4, kNibbleChunk = 32;
+// Must match kInt4NibbleChunk: the kernels read x (and lay out dequantized tiles) in nibble order.
+constexpr int64_t kNibbleChunk = 32;
 }  // namespace
 
 at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
@@ -53,10 +53,9 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
 
   at::Tensor out = at::empty({M, N}, x.options());
   if (M == 0 || N == 0) return out;
-  at::Tensor x32 = x.to(at::kFloat).contiguous();
-  if (M <= kGemvMaxRows) {  // the 16 even k then the 16 odd k of every 32 (K is a multiple of the group)
-    x32 = x32.view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous().view({M, K});
-  }
+  // x in nibble order: the 16 even k then the 16 odd k of every 32 (K is a multiple of the group).
+  const at::Tensor x32 =
+      x.to(at::kFloat).contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous();
   const at::Tensor p = packed.contiguous(), s = scales.contiguous();
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const std::optional<at::Tensor> b32 =

@@ -12,9 +12,9 @@
 //   into k order (which made the AVX2 loop shuffle-bound at ~3 GB/s). Per group
 //   acc_g += x * (code - zero) over independent accumulator chains, then
 //   acc += acc_g * scale, one horizontal sum per output.
-// Larger M: a block of kBlockN columns is dequantized into an fp32 scratch tile
-//   (kBlockN * K * 4 bytes, cache resident) and reused across all M rows with a
-//   4 x 2 register tile of dot products.
+// Larger M: a block of kBlockN columns is dequantized (the same unpacking) into an fp32
+//   scratch tile (kBlockN * K * 4 bytes, cache resident), k in nibble order like x, and
+//   reused across all M rows with a 4 x 2 register tile of dot products.
 #pragma once
 
 #include "common/vec.h"
@@ -23,27 +23,6 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 
 constexpr int kInt4FusedMaxRows = 4;
 constexpr int kInt4BlockN = 8;
-
-// VecF::kWidth codes from kWidth/2 packed bytes, in k order, as exact fp32.
-static inline VecF load_nibbles(const uint8_t* p) {
-#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
-  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));  // 8 bytes
-  const __m512i dup = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));       // b0 b0 b1 b1 ...
-  const __m512i shift = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
-  const __m512i codes = _mm512_and_si512(_mm512_srlv_epi32(dup, shift), _mm512_set1_epi32(0xF));
-  return {_mm512_cvtepi32_ps(codes)};
-#elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
-  const __m128i b = _mm_cvtsi32_si128(*reinterpret_cast<const int32_t*>(p));  // 4 bytes (unaligned-safe on x86)
-  const __m256i dup = _mm256_cvtepu8_epi32(_mm_unpacklo_epi8(b, b));
-  const __m256i shift = _mm256_set_epi32(4, 0, 4, 0, 4, 0, 4, 0);
-  const __m256i codes = _mm256_and_si256(_mm256_srlv_epi32(dup, shift), _mm256_set1_epi32(0xF));
-  return {_mm256_cvtepi32_ps(codes)};
-#else
-  VecF r;
-  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = float((p[i / 2] >> (4 * (i & 1))) & 0xF);
-  return r;
-#endif
-}
 
 constexpr int kInt4NibbleChunk = 32;  // k per 16 packed bytes; the nibble-order permutation's period
 constexpr int kInt4CodeVecs = kInt4NibbleChunk / VecF::kWidth;
@@ -80,7 +59,6 @@ struct Int4Weight {
   const uint8_t* zeros;   // [N, K/G] or nullptr (8)
   int64_t K, G;
   int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * (K / G) + g]) : 8; }
-  float zero(int64_t n, int64_t g) const { return float(zero_code(n, g)); }
 };
 
 // x_nib: the R rows of x, each in nibble order (kInt4NibbleChunk).
@@ -122,16 +100,21 @@ static void int4_gemv_rows(const float* x_nib, const Int4Weight& w, int64_t N, i
   }
 }
 
-// Dequantizes columns [n0, n1) into tile[(n - n0) * K + k].
+// Dequantizes columns [n0, n1) into tile[(n - n0) * K + k'], k' in nibble order (x is too).
 static void int4_dequantize_columns(const Int4Weight& w, int64_t n0, int64_t n1, float* tile) {
-  constexpr int W = VecF::kWidth;
+  constexpr int W = VecF::kWidth, V = kInt4CodeVecs;
   const int64_t K = w.K, G = w.G, groups = K / G;
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = w.packed + n * (K / 2);
     float* dst = tile + (n - n0) * K;
     for (int64_t g = 0; g < groups; ++g) {
-      const VecF zero = VecF::broadcast(w.zero(n, g)), scale = VecF::broadcast(w.scales[n * groups + g]);
-      for (int64_t k = g * G; k < (g + 1) * G; k += W) ((load_nibbles(row + k / 2) - zero) * scale).store(dst + k);
+      const int zero = w.zero_code(n, g);
+      const VecF scale = VecF::broadcast(w.scales[n * groups + g]);
+      for (int64_t k = g * G; k < (g + 1) * G; k += kInt4NibbleChunk) {
+        VecF codes[V];
+        load_codes32(row + k / 2, zero, codes);
+        for (int j = 0; j < V; ++j) (codes[j] * scale).store(dst + k + j * W);
+      }
     }
   }
 }
