@@ -121,14 +121,7 @@ void run_dtype(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
 }
 
 void activation_range(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
-  switch (a.dtype) {
-    case DType::F32:
-      return run_dtype<float>(a, backward, begin, end);
-    case DType::BF16:
-      return run_dtype<bf16_t>(a, backward, begin, end);
-    case DType::F16:
-      return run_dtype<fp16_t>(a, backward, begin, end);
-  }
+  with_element_type(a.dtype, [&](auto tag) { run_dtype<decltype(tag)>(a, backward, begin, end); });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

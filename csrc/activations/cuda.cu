@@ -127,14 +127,7 @@ void launch_dtype(const ActArgs& a, bool backward, int64_t total, cudaStream_t s
 void run_cuda(const ActArgs& args, bool backward, int64_t total, int device_index) {
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device_index));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  switch (args.dtype) {
-    case DType::F32:
-      return launch_dtype<float>(args, backward, total, stream);
-    case DType::BF16:
-      return launch_dtype<__nv_bfloat16>(args, backward, total, stream);
-    case DType::F16:
-      return launch_dtype<__half>(args, backward, total, stream);
-  }
+  cuda::for_float_dtype(args.dtype, [&](auto tag) { launch_dtype<decltype(tag)>(args, backward, total, stream); });
 }
 
 }  // namespace bigaccel::activations

@@ -5,7 +5,23 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "common/dtypes.h"
+
 namespace bigaccel::cuda {
+
+// fn(T{}) with T the CUDA element type of `dtype` (float, __nv_bfloat16 or __half): the
+// one switch from a run-time dtype to a kernel's template argument.
+template <typename Fn>
+inline void for_float_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(__nv_bfloat16{});
+    case DType::F16:
+      return fn(__half{});
+  }
+}
 
 __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }

@@ -78,4 +78,18 @@ static inline void from_float(float v, float* out) { *out = v; }
 static inline void from_float(float v, bf16_t* out) { *out = to_bf16(v); }
 static inline void from_float(float v, fp16_t* out) { *out = to_fp16(v); }
 
+// fn(T{}) with T the element type of `dtype` (float, bf16_t or fp16_t): the one switch from
+// a run-time dtype to the compile-time element type the CPU kernels are written for.
+template <typename Fn>
+inline void with_element_type(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32:
+      return fn(float{});
+    case DType::BF16:
+      return fn(bf16_t{});
+    case DType::F16:
+      return fn(fp16_t{});
+  }
+}
+
 }  // namespace bigaccel

@@ -175,14 +175,9 @@ void int4_mm_cols(const float* x, int64_t M, int64_t K, const uint8_t* packed, c
                   const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
                   const float* bias, float* scratch, void* out, DType out_dtype) {
   const Int4Weight w{packed, scales, zeros, K, group_size};
-  switch (out_dtype) {
-    case DType::F32:
-      return int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<float*>(out));
-    case DType::BF16:
-      return int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<bf16_t*>(out));
-    case DType::F16:
-      return int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<fp16_t*>(out));
-  }
+  with_element_type(out_dtype, [&](auto tag) {
+    int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<decltype(tag)*>(out));
+  });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -86,15 +86,6 @@ __global__ void bias_cast_kernel(const float* __restrict__ acc, const float* __r
   out[i] = cuda::from_float<T>(bias ? acc[i] + bias[i % N] : acc[i]);
 }
 
-template <typename Fn>
-void dispatch_float(at::ScalarType type, const Fn& fn) {
-  switch (type) {
-    case at::kFloat: return fn(float(0));
-    case at::kBFloat16: return fn(__nv_bfloat16());
-    default: return fn(__half());
-  }
-}
-
 }  // namespace
 
 at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
@@ -102,7 +93,7 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
                         const std::optional<at::Tensor>& bias_in) {
   constexpr const char* op = "int4_mm";
   check_device(x_in, c10::DeviceType::CUDA, op, "x");
-  float_dtype(x_in, op, "x");
+  const DType dtype = float_dtype(x_in, op, "x");
   TORCH_CHECK(group_size == 32 || group_size == 64 || group_size == 128, "bigaccel.int4_mm: group_size must be 32, ",
               "64 or 128, got ", group_size);
   TORCH_CHECK(x_in.dim() == 2 && packed_in.dim() == 2 && packed_in.scalar_type() == at::kByte,
@@ -129,7 +120,7 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
   const float* bp = bias ? bias->data_ptr<float>() : nullptr;
   auto stream = c10::cuda::getCurrentCUDAStream();
   if (M <= kGemvMaxRows) {
-    dispatch_float(x.scalar_type(), [&](auto tag) {
+    cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
       int4_gemv_kernel<T><<<(N + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(
           static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zp, bp,
@@ -144,7 +135,7 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
                                                                   zp, w.data_ptr<float>(), N, K, int(group_size));
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   const at::Tensor acc = at::mm(x.to(at::kFloat), w.t());
-  dispatch_float(x.scalar_type(), [&](auto tag) {
+  cuda::for_float_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     bias_cast_kernel<T><<<(M * N + 255) / 256, 256, 0, stream>>>(acc.data_ptr<float>(), bp,
                                                                  static_cast<T*>(out.data_ptr()), M * N, N);

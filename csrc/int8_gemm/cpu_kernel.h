@@ -34,14 +34,9 @@ static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* 
 void int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin, int64_t n_end,
                   const float* a_scale, const float* w_scale, const int32_t* w_sum, const float* bias, void* out,
                   DType out_dtype) {
-  switch (out_dtype) {
-    case DType::F32:
-      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<float*>(out));
-    case DType::BF16:
-      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<bf16_t*>(out));
-    case DType::F16:
-      return int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<fp16_t*>(out));
-  }
+  with_element_type(out_dtype, [&](auto tag) {
+    int8_mm_typed(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, static_cast<decltype(tag)*>(out));
+  });
 }
 
 template <typename T>
@@ -57,14 +52,9 @@ static void int8_weight_only_typed(const float* x, int64_t M, int64_t K, const i
 
 void int8_weight_only_cols(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                            int64_t n_end, const float* w_scale, const float* bias, void* out, DType out_dtype) {
-  switch (out_dtype) {
-    case DType::F32:
-      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<float*>(out));
-    case DType::BF16:
-      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<bf16_t*>(out));
-    case DType::F16:
-      return int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<fp16_t*>(out));
-  }
+  with_element_type(out_dtype, [&](auto tag) {
+    int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<decltype(tag)*>(out));
+  });
 }
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512

@@ -151,18 +151,6 @@ bool vectorizable(const void* a, const void* w, int64_t K, int64_t a_elem) {
 
 unsigned gemv_blocks(int64_t N) { return static_cast<unsigned>((N + kWarps - 1) / kWarps); }
 
-template <typename Fn>
-void for_float_dtype(DType dtype, Fn&& fn) {
-  switch (dtype) {
-    case DType::F32:
-      return fn(float{});
-    case DType::BF16:
-      return fn(__nv_bfloat16{});
-    case DType::F16:
-      return fn(__half{});
-  }
-}
-
 std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
   if (!bias) return std::nullopt;
   return bias->to(at::kFloat).contiguous();
@@ -202,7 +190,7 @@ at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
   }
 #endif
   const bool vec = vectorizable(ap, wp, K, 1);
-  for_float_dtype(out_kind, [&](auto tag) {
+  cuda::for_float_dtype(out_kind, [&](auto tag) {
     using Out = decltype(tag);
     for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {  // unsupported shapes with larger M: 8 rows per pass
       const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, M - m0));
@@ -230,7 +218,7 @@ at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x_in, const at::Tensor& w_
 
   if (M <= kGemvMaxRows) {
     const bool vec = vectorizable(x.data_ptr(), w.data_ptr(), K, x.element_size());
-    for_float_dtype(dtype, [&](auto tag) {
+    cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
       w8a16_gemv_kernel<T><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
           static_cast<const T*>(x.data_ptr()), w.data_ptr<int8_t>(), w_scale.data_ptr<float>(), ptr_or_null(b32),
@@ -244,7 +232,7 @@ at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x_in, const at::Tensor& w_
                                              : at::mm(x, w.to(x.scalar_type()).t(), at::kFloat);
   const int64_t total = M * N;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 65535));
-  for_float_dtype(dtype, [&](auto tag) {
+  cuda::for_float_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     scale_bias_kernel<T><<<blocks, 256, 0, stream>>>(acc.data_ptr<float>(), w_scale.data_ptr<float>(),
                                                      ptr_or_null(b32), static_cast<T*>(out.data_ptr()), total, N);

@@ -39,14 +39,9 @@ static void quantize_rows_typed(const T* x, int8_t* q, float* scales, int64_t ro
 }
 
 void quantize_per_token_rows(const void* x, DType dtype, int8_t* q, float* scales, int64_t rows, int64_t K) {
-  switch (dtype) {
-    case DType::F32:
-      return quantize_rows_typed(static_cast<const float*>(x), q, scales, rows, K);
-    case DType::BF16:
-      return quantize_rows_typed(static_cast<const bf16_t*>(x), q, scales, rows, K);
-    case DType::F16:
-      return quantize_rows_typed(static_cast<const fp16_t*>(x), q, scales, rows, K);
-  }
+  with_element_type(dtype, [&](auto tag) {
+    quantize_rows_typed(static_cast<const decltype(tag)*>(x), q, scales, rows, K);
+  });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

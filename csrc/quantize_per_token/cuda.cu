@@ -59,17 +59,7 @@ std::tuple<at::Tensor, at::Tensor> quantize_per_token_cuda(const at::Tensor& x_i
   TORCH_CHECK(rows <= 0x7FFFFFFF, "bigaccel.", op, ": too many rows (", rows, ") for one launch");
   if (rows == 0) return {q, scales};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  switch (dtype) {
-    case DType::F32:
-      launch<float>(x, q, scales, rows, K, stream);
-      break;
-    case DType::BF16:
-      launch<__nv_bfloat16>(x, q, scales, rows, K, stream);
-      break;
-    case DType::F16:
-      launch<__half>(x, q, scales, rows, K, stream);
-      break;
-  }
+  cuda::for_float_dtype(dtype, [&](auto tag) { launch<decltype(tag)>(x, q, scales, rows, K, stream); });
   return {q, scales};
 }
 

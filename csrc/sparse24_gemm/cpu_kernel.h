@@ -87,14 +87,9 @@ static void sparse24_typed(const float* x, int64_t M, int64_t K, const V* values
 template <typename V>
 static void sparse24_out(const float* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
                          int64_t n_begin, int64_t n_end, const float* bias, void* out, DType out_dtype) {
-  switch (out_dtype) {
-    case DType::F32:
-      return sparse24_typed(x, M, K, values, meta, N, n_begin, n_end, bias, static_cast<float*>(out));
-    case DType::BF16:
-      return sparse24_typed(x, M, K, values, meta, N, n_begin, n_end, bias, static_cast<bf16_t*>(out));
-    case DType::F16:
-      return sparse24_typed(x, M, K, values, meta, N, n_begin, n_end, bias, static_cast<fp16_t*>(out));
-  }
+  with_element_type(out_dtype, [&](auto tag) {
+    sparse24_typed(x, M, K, values, meta, N, n_begin, n_end, bias, static_cast<decltype(tag)*>(out));
+  });
 }
 
 void sparse24_mm_cols(const float* x, int64_t M, int64_t K, const void* values, bool values_bf16,
