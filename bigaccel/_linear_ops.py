@@ -1,6 +1,6 @@
-"""The quantized and sparse linear ops: per-token int8 quantization, int8 W8A8 and
-W8A16, int4 W4A16 and 2:4 sparse GEMMs, each declared once (see _registry.py)
-with its Python entry point, input checks and gradient w.r.t. the input.
+"""The quantized linear ops: per-token int8 quantization, int8 W8A8 and W8A16 and
+int4 W4A16 GEMMs, each declared once (see _registry.py) with its Python entry point,
+input checks and gradient w.r.t. the input. The 2:4 ops are in _sparse24_ops.py.
 """
 from __future__ import annotations
 
@@ -256,78 +256,3 @@ def int4_linear(
     else:
         out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
     return out.reshape(*x.shape[:-1], n)
-
-
-
-# ---------------------------------------------------------------------------
-# 2:4 semi-structured sparse GEMM: x [M, K] against the compressed weight of
-# reference.compress_2_4 (values [N, K/2], meta uint8 [N, ceil(K/8)])
-# ---------------------------------------------------------------------------
-
-
-def _sparse24_mm_fake(x, values, meta, k, bias=None):
-    torch._check(x.dim() == 2 and values.dim() == 2, lambda: "sparse24_mm: x and values must be 2-D")
-    torch._check(x.shape[1] == k, lambda: f"sparse24_mm: K mismatch {tuple(x.shape)} vs k={k}")
-    return x.new_empty((x.shape[0], values.shape[0]))
-
-
-def _sparse24_mm_ref(x, values, meta, k, bias=None):
-    out = x.float() @ reference.decompress_2_4(values.float(), meta, k).t()
-    if bias is not None:
-        out = out + bias.float()
-    return out.to(x.dtype)
-
-
-# No CUDA kernel yet: on a GPU the Triton kernel runs (see `bigaccel info`).
-_declare("sparse24_mm(Tensor x, Tensor values, Tensor meta, int k, Tensor? bias=None) -> Tensor",
-         _sparse24_mm_fake, _sparse24_mm_ref, compiled=("cpu",))
-_triton("sparse24_mm", "sparse24_gemm")
-
-
-def _check_sparse24_weight(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k: int, bias) -> None:
-    if k % 4:
-        raise ValueError(f"bigaccel.sparse24_linear: K={k} is not a multiple of 4; 2:4 sparsity groups K in fours")
-    if x.shape[-1] != k:
-        raise ValueError(f"bigaccel.sparse24_linear: K mismatch: the input's last dimension is {x.shape[-1]} "
-                         f"but the weight has in_features={k}")
-    if values.dim() != 2 or values.shape[1] != k // 2 or values.dtype not in _FLOATS:
-        raise ValueError(f"bigaccel.sparse24_linear: values must be float [N, K/2={k // 2}], "
-                         f"got {values.dtype} {tuple(values.shape)}")
-    if meta.dtype != torch.uint8 or tuple(meta.shape) != (values.shape[0], (k + 7) // 8):
-        raise ValueError(f"bigaccel.sparse24_linear: meta must be uint8 [N, ceil(K/8)]="
-                         f"[{values.shape[0]}, {(k + 7) // 8}], got {meta.dtype} {tuple(meta.shape)}")
-    if bias is not None and bias.numel() != values.shape[0]:
-        raise ValueError(f"bigaccel.sparse24_linear: bias must have {values.shape[0]} elements, got {tuple(bias.shape)}")
-    for name, t in (("values", values), ("meta", meta), ("bias", bias)):
-        if t is not None and t.device != x.device:
-            raise ValueError(f"bigaccel.sparse24_linear: the input is on {x.device} but {name} is on {t.device}")
-
-
-def _decompress_2_4(values, meta, k):
-    return reference.decompress_2_4(values.float(), meta, k)
-
-
-class _Sparse24LinearGrad(_FrozenLinearGrad):
-    @staticmethod
-    def forward(x2d, values, meta, k, bias):
-        return backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _FrozenLinearGrad.frozen_backward(ctx, grad, _decompress_2_4)
-
-
-def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k: int,
-                    bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x [..., K]`` times the transposed 2:4 weight held compressed (values
-    ``[N, K/2]``, meta uint8 ``[N, ceil(K/8)]``, the format of
-    reference.compress_2_4), plus bias; fp32 accumulation, output in ``x``'s
-    dtype. Differentiable in ``x`` and ``bias``."""
-    _check_activation(x, "sparse24_linear")
-    _check_sparse24_weight(x, values, meta, k, bias)
-    x2d = x.reshape(-1, k)
-    if _wants_grad(x, bias):
-        out = _Sparse24LinearGrad.apply(x2d, values, meta, k, bias)
-    else:
-        out = backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
-    return out.reshape(*x.shape[:-1], values.shape[0])

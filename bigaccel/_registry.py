@@ -1,6 +1,6 @@
 """Declaring a bigaccel op once: schema, fake (meta) implementation, reference
 kernel, and its backends' loaders (backends.py), plus the input checks every op's
-Python entry point shares. The op families live in _linear_ops.py and
+Python entry point shares. The op families live in _linear_ops.py, _sparse24_ops.py and
 _activation_ops.py; bigaccel.ops is their public face.
 """
 from __future__ import annotations

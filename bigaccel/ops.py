@@ -8,7 +8,7 @@ CPU and CUDA kernels on the dispatch keys; Triton kernels are ops of their own
 registered as the composite kernel, so ``torch.ops.bigaccel.<op>`` runs on any
 device even where no extension was built.
 
-The op families are declared in _linear_ops.py and _activation_ops.py (with the
+The op families are declared in _linear_ops.py, _sparse24_ops.py and _activation_ops.py (with the
 helpers of _registry.py); this module is their public face.
 """
 from . import _extension
@@ -18,8 +18,8 @@ from ._linear_ops import (
     int8_linear,
     int8_weight_only_linear,
     quantize_per_token,
-    sparse24_linear,
 )
+from ._sparse24_ops import sparse24_int8_linear, sparse24_linear
 
 __all__ = [
     "quantize_per_token",
@@ -27,6 +27,7 @@ __all__ = [
     "int8_weight_only_linear",
     "int4_linear",
     "sparse24_linear",
+    "sparse24_int8_linear",
     "silu_and_mul",
     "gelu_and_mul",
     "gelu",

@@ -280,7 +280,7 @@ class Int4Config(ConvertConfig):
 @dataclass
 class Sparse24Config(ConvertConfig):
     """2:4 semi-structured sparse weights (bigaccel.nn.Sparse24Linear); int8=True
-    also quantizes them to int8 (Sparse24Int8Linear, in a later version).
+    also quantizes them to int8 per channel, with int8 activations (Sparse24Int8Linear).
 
     Converts layers whose weight is 2:4 already, and layers pruned with
     torch.nn.utils.prune whose mask is 2:4 (the mask is kept exactly). Other
@@ -305,16 +305,22 @@ class Sparse24Config(ConvertConfig):
         return None
 
     def unsupported_reason(self, module):
-        from .sparsity import pruning_mask, violating_fraction
-
         weight = effective_linear(module).weight
         if not weight.dtype.is_floating_point:
             return f"weight dtype {weight.dtype} is not a float type"
         reason = _linear_shape_reason(weight)
         if reason is None and weight.shape[1] % 4:
             reason = f"in_features={weight.shape[1]} is not a multiple of 4"
-        if reason is None:
-            mask = pruning_mask(module)
+        return reason
+
+    def skip_reason(self, module, name):
+        # A rule about the weight's values, not its shape: bigaccel.load, which rebuilds the
+        # structure of a saved model into a fresh float one, does not apply it.
+        from .sparsity import pruning_mask, violating_fraction
+
+        reason = super().skip_reason(module, name)
+        if reason is None and self.unsupported_reason(module) is None:
+            mask, weight = pruning_mask(module), effective_linear(module).weight
             if mask is not None and violating_fraction(mask) and not self.reprune_masks:
                 reason = (f"its pruning mask is not 2:4 ({violating_fraction(mask):.1%} of groups of 4 keep more than "
                           f"2 weights); kept dense: set reprune_masks=True to re-prune it to 2:4")
@@ -331,6 +337,10 @@ class Sparse24Config(ConvertConfig):
     def build_structure(self, module):
         bias = module.bias
         weight = module.weight if hasattr(module, "weight") else module.weight_orig
+        if self.int8:
+            return _nn_class("Sparse24Int8Linear")(module.in_features, module.out_features, bias=bias is not None,
+                                                   device=weight.device,
+                                                   bias_dtype=bias.dtype if bias is not None else torch.float32)
         return _nn_class("Sparse24Linear")(module.in_features, module.out_features, bias=bias is not None,
                                            device=weight.device, dtype=weight.dtype,
                                            bias_dtype=bias.dtype if bias is not None else None)

@@ -20,7 +20,10 @@ TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
 
 TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CPU); }
 
-TORCH_LIBRARY_IMPL(bigaccel, CPU, m) { m.impl("sparse24_mm", &bigaccel::sparse24_mm_cpu); }
+TORCH_LIBRARY_IMPL(bigaccel, CPU, m) {
+  m.impl("sparse24_mm", &bigaccel::sparse24_mm_cpu);
+  m.impl("sparse24_int8_mm", &bigaccel::sparse24_int8_mm_cpu);
+}
 
 namespace cpu = bigaccel::cpu;
 

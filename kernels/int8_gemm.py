@@ -49,6 +49,15 @@ def _store_with_bias(out_ptr, v, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS: tl.co
     tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], v.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _store_w8a8(out_ptr, acc, a_scale_ptr, w_scale_ptr, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS: tl.constexpr):
+    a_scale = tl.load(a_scale_ptr + offs_m, mask=offs_m < M, other=0.0)
+    w_scale = tl.load(w_scale_ptr + offs_n, mask=offs_n < N, other=0.0)
+    # reference order: float(acc) * (a_scale * w_scale) + bias
+    v = acc.to(tl.float32) * (a_scale[:, None] * w_scale[None, :])
+    _store_with_bias(out_ptr, v, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS)
+
+
 @triton.autotune(configs=_configs(), key=["M", "N", "K"])
 @triton.jit
 def _int8_mm_kernel(a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_ptr, M, N, K,
@@ -59,11 +68,7 @@ def _int8_mm_kernel(a_ptr, a_scale_ptr, w_ptr, w_scale_ptr, bias_ptr, out_ptr, M
     for k0 in range(0, K, BLOCK_K):
         a, w = _load_tiles(a_ptr, w_ptr, offs_m, offs_n, k0, M, N, K, BLOCK_K)
         acc += tl.dot(a, w, out_dtype=tl.int32)
-    a_scale = tl.load(a_scale_ptr + offs_m, mask=offs_m < M, other=0.0)
-    w_scale = tl.load(w_scale_ptr + offs_n, mask=offs_n < N, other=0.0)
-    # reference order: float(acc) * (a_scale * w_scale) + bias
-    v = acc.to(tl.float32) * (a_scale[:, None] * w_scale[None, :])
-    _store_with_bias(out_ptr, v, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS)
+    _store_w8a8(out_ptr, acc, a_scale_ptr, w_scale_ptr, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS)
 
 
 @triton.autotune(configs=_configs(), key=["M", "N", "K"])

@@ -43,6 +43,9 @@ def _op_cases():
         cases.append((f"int4-g{group}-m{m}", "int4_mm", (x, packed, scales, zeros, group, b)))
     x, _, values, meta, b = test_sparse24_gemm._data(17, 9, 36, torch.bfloat16)
     cases.append(("sparse24", "sparse24_mm", (x, values, meta, 36, b)))
+    a, a_scale, values, meta, w_scale, b = test_sparse24_gemm._int8_data(17, 9, 36)
+    cases.append(("sparse24-int8", "sparse24_int8_mm", (a, a_scale, values, meta, 36, w_scale, None, b,
+                                                        torch.bfloat16)))
     for op, extra in test_activations.OPCHECK:
         k = 18 if op != "bias_act" else 9
         x = torch.randn(5, k, dtype=torch.bfloat16)
@@ -87,7 +90,8 @@ def _rel(out, ref):
     return ((out.float() - ref.float()).norm() / ref.float().norm()).item()
 
 
-GPU_RECIPES = [r for r in ("int8", "int8-weight-only", "int4-g32", "int4", "sparse24", "fuse-activations")
+GPU_RECIPES = [r for r in ("int8", "int8-weight-only", "int4-g32", "int4", "sparse24", "sparse24-int8",
+                           "fuse-activations")
                if r in recipes.available_recipes()]
 
 

@@ -1,6 +1,8 @@
 """2:4 semi-structured sparse linear layers (bigaccel.ops.sparse24_linear) against
 the dense F.linear (fp32 and bf16) on the same pruned weight, and on GPU
-torch.sparse.to_sparse_semi_structured (CUTLASS/cuSPARSELt).
+torch.sparse.to_sparse_semi_structured (CUTLASS/cuSPARSELt); 2:4 + int8 W8A8
+(bigaccel.ops.sparse24_int8_linear) against bigaccel's dense W8A8 on the same
+int8 weight.
 
 Weights rotate through copies whose total exceeds the cache; activations do not
 (in a model they were just written, so they are in cache).
@@ -70,6 +72,27 @@ def _bigaccel(m, n, k, d, dtype, device):
     return setup
 
 
+@functools.lru_cache(maxsize=1)
+def _int8_weight(n: int, k: int, device: str):
+    """The pruned weight in int8 per channel: dense (q, scale, row sums) and compressed (values, meta)."""
+    q, scale = reference.quantize_per_channel_int8(_pruned_weight(n, k, device))
+    values, meta = reference.compress_2_4(q)
+    return q, scale, q.sum(1, dtype=torch.int32), values, meta
+
+
+def _bigaccel_int8(sparse: bool, m, n, k, dtype, device):
+    def setup():
+        q, scale, wsum, values, meta = _int8_weight(n, k, device)
+        x = random_activations(m, k, dtype, device)
+        if sparse:
+            fn = lambda x, v, mt: bigaccel.ops.sparse24_int8_linear(x, v, mt, k, scale, wsum)  # noqa: E731
+            return rotated(fn, lambda: (x, values.clone(), meta.clone()), n * k * _sparse_bytes_per_weight("int8"),
+                           device)
+        fn = lambda x, q: bigaccel.ops.int8_linear(x, q, scale, wsum)  # noqa: E731
+        return rotated(fn, lambda: (x, q.clone()), n * k, device)
+    return setup
+
+
 def notes(cfg) -> list[str]:
     out = ["2:4 weights: magnitude-pruned random weights (sparsity.prune_2_4); the dense baselines run the "
            "same pruned weight; weight bytes count the kept values and the 2-bit-per-index metadata"]
@@ -95,4 +118,10 @@ def cases(cfg) -> list[Case]:
                 out.append(case("2:4", "bigaccel", d, _bigaccel(m, n, k, d, dt, dev), _sparse_bytes_per_weight(d),
                                 baselines=[f"F.linear {d}", f"F.linear {other}", f"torch semi-structured {d}"],
                                 headline=[f"F.linear {d}", f"torch semi-structured {d}"]))
+            for d, dt in cfg.dtypes.items():
+                out.append(case("W8A8", "bigaccel", d, _bigaccel_int8(False, m, n, k, dt, dev), 1, compute="int8"))
+                out.append(case("2:4+W8A8", "bigaccel", d, _bigaccel_int8(True, m, n, k, dt, dev),
+                                _sparse_bytes_per_weight("int8"), compute="int8",
+                                baselines=[f"bigaccel W8A8 {d}", f"F.linear {d}"],
+                                headline=[f"bigaccel W8A8 {d}", f"F.linear {d}"]))
     return out

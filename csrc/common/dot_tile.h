@@ -98,4 +98,27 @@ static void dot_gemm(const TA* a, int64_t lda, int64_t M, const int8_t* b, int64
   }
 }
 
+// Enough rows of A to fill ~256 KiB of L2, a whole number of tiles.
+static inline int64_t rows_per_block(int64_t K, int64_t elem_bytes, int mr) {
+  int64_t rows = (256 * 1024) / (K * elem_bytes + 1);
+  rows -= rows % mr;
+  return rows < mr ? mr : rows;
+}
+
+// The W8A8 epilogue of bigaccel.reference.int8_mm for DotU8S8 sums, which include
+// kOffsetA * sum_k w: out[m][n] = float(acc) * (a_scale[m] * w_scale[n]) + bias[n].
+template <typename T>
+struct W8A8Epilogue {
+  const float* a_scale;
+  const float* w_scale;
+  const int32_t* w_sum;
+  const float* bias;
+  T* out;
+  int64_t N;
+  void operator()(int64_t m, int64_t n, int32_t acc) const {
+    const float v = float(acc - DotU8S8::kOffsetA * w_sum[n]) * (a_scale[m] * w_scale[n]);
+    from_float(bias ? v + bias[n] : v, out + m * N + n);
+  }
+};
+
 }  // namespace bigaccel::BIGACCEL_ISA_NS

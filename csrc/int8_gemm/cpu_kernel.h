@@ -12,22 +12,12 @@
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
-// Enough rows of A to fill ~256 KiB of L2, a whole number of tiles.
-static inline int64_t rows_per_block(int64_t K, int64_t elem_bytes, int mr) {
-  int64_t rows = (256 * 1024) / (K * elem_bytes + 1);
-  rows -= rows % mr;
-  return rows < mr ? mr : rows;
-}
-
 template <typename T>
 static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                           int64_t n_end, const float* a_scale, const float* w_scale, const int32_t* w_sum,
                           const float* bias, T* out) {
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
-  auto epi = [&](int64_t m, int64_t n, int32_t acc) {
-    const float v = float(acc - DotU8S8::kOffsetA * w_sum[n]) * (a_scale[m] * w_scale[n]);
-    from_float(bias ? v + bias[n] : v, out + m * N + n);
-  };
+  W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
   dot_gemm<DotU8S8, MR, NR>(a, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
 }
 

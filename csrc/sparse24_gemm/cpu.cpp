@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <vector>
+
 #include "common/checks.h"
 #include "common/cpu_isa.h"
 #include "sparse24_gemm/sparse24_gemm.h"
@@ -8,25 +10,55 @@
 BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const float* x, int64_t M, int64_t K, const void* values,
                             bool values_bf16, const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end,
                             const float* bias, void* out, bigaccel::DType out_dtype)
+BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_int8_mm_cols, const uint8_t* a, int64_t M, int64_t K,
+                            const int8_t* values, const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end,
+                            const float* a_scale, const float* w_scale, const int32_t* w_sum, const float* bias,
+                            int8_t* scratch, void* out, bigaccel::DType out_dtype)
 
 namespace bigaccel {
+namespace {
+
+constexpr int64_t kColumnChunk = 16;
+constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
+
+// fn(n_begin, n_end) over column chunks of 16 in parallel; small problems on one thread.
+template <typename Fn>
+void parallel_over_columns(int64_t M, int64_t N, int64_t K, const Fn& fn) {
+  const int64_t chunks = (N + kColumnChunk - 1) / kColumnChunk;
+  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
+  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
+    fn(begin * kColumnChunk, std::min(N, end * kColumnChunk));
+  });
+}
+
+std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
+  if (!bias) return std::nullopt;
+  return bias->to(at::kFloat).contiguous().view({-1});
+}
+
+void check_compressed(const char* op, int64_t k, const at::Tensor& values, const at::Tensor& meta) {
+  TORCH_CHECK(k > 0 && k % 4 == 0, "bigaccel.", op, ": K=", k, " must be a positive multiple of 4 (2:4 groups)");
+  TORCH_CHECK(values.dim() == 2 && values.size(1) == k / 2, "bigaccel.", op, ": values must be [N, K/2=", k / 2,
+              "], got ", values.sizes());
+  const int64_t N = values.size(0);
+  TORCH_CHECK(meta.scalar_type() == at::kByte && meta.dim() == 2 && meta.size(0) == N && meta.size(1) == (k + 7) / 8,
+              "bigaccel.", op, ": meta must be uint8 [N=", N, ", ceil(K/8)=", (k + 7) / 8, "], got ",
+              meta.scalar_type(), " ", meta.sizes());
+}
+
+}  // namespace
 
 at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta, int64_t k,
                            const std::optional<at::Tensor>& bias) {
   constexpr const char* op = "sparse24_mm";
   check_device(x, c10::DeviceType::CPU, op, "x");
   const DType out_kind = float_dtype(x, op, "x");
-  TORCH_CHECK(k > 0 && k % 4 == 0, "bigaccel.sparse24_mm: K=", k, " must be a positive multiple of 4 (2:4 groups)");
+  check_compressed(op, k, values, meta);
   TORCH_CHECK(x.dim() == 2 && x.size(1) == k, "bigaccel.sparse24_mm: x must be [M, K=", k, "], got ", x.sizes());
-  TORCH_CHECK(values.dim() == 2 && values.size(1) == k / 2, "bigaccel.sparse24_mm: values must be [N, K/2=", k / 2,
-              "], got ", values.sizes());
   TORCH_CHECK(values.scalar_type() == at::kFloat || values.scalar_type() == at::kBFloat16 ||
                   values.scalar_type() == at::kHalf,
               "bigaccel.sparse24_mm: values must be float32, bfloat16 or float16, got ", values.scalar_type());
   const int64_t M = x.size(0), N = values.size(0);
-  TORCH_CHECK(meta.scalar_type() == at::kByte && meta.dim() == 2 && meta.size(0) == N && meta.size(1) == (k + 7) / 8,
-              "bigaccel.sparse24_mm: meta must be uint8 [N=", N, ", ceil(K/8)=", (k + 7) / 8, "], got ",
-              meta.scalar_type(), " ", meta.sizes());
   if (bias) TORCH_CHECK(bias->numel() == N, "bigaccel.sparse24_mm: bias must have N=", N, " elements");
   for (const at::Tensor* t : {&values, &meta})
     TORCH_CHECK(t->device() == x.device(), "bigaccel.sparse24_mm: all tensors must be on ", x.device());
@@ -37,16 +69,50 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const bool values_bf16 = values.scalar_type() == at::kBFloat16;
   const at::Tensor vals = values_bf16 ? values.contiguous() : values.to(at::kFloat).contiguous();
   const at::Tensor meta_c = meta.contiguous();
-  const std::optional<at::Tensor> b32 = bias ? std::optional<at::Tensor>(bias->to(at::kFloat).contiguous().view({-1}))
-                                             : std::nullopt;
+  const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_mm_cols);
-  // Columns (output features) split over threads in chunks of 16; small problems on one thread.
-  constexpr int64_t kChunk = 16;
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-  const int64_t grain = M * N * k < (1 << 20) ? chunks : 1;
-  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
-    kernel(x32.data_ptr<float>(), M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, begin * kChunk,
-           std::min(N, end * kChunk), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+  parallel_over_columns(M, N, k, [&](int64_t n0, int64_t n1) {
+    kernel(x32.data_ptr<float>(), M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, n0, n1,
+           b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+  });
+  return out;
+}
+
+at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& values,
+                                const at::Tensor& meta, int64_t k, const at::Tensor& w_scale,
+                                const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
+                                at::ScalarType out_dtype) {
+  constexpr const char* op = "sparse24_int8_mm";
+  check_device(a, c10::DeviceType::CPU, op, "a");
+  TORCH_CHECK(a.scalar_type() == at::kChar && a.dim() == 2 && a.size(1) == k, "bigaccel.", op,
+              ": a must be int8 [M, K=", k, "], got ", a.scalar_type(), " ", a.sizes());
+  check_compressed(op, k, values, meta);
+  TORCH_CHECK(values.scalar_type() == at::kChar, "bigaccel.", op, ": values must be int8, got ", values.scalar_type());
+  // u8 * s8 products summed over the dense K must fit int32.
+  TORCH_CHECK(k <= 65536, "bigaccel.", op, ": K=", k, " is larger than the supported 65536");
+  const int64_t M = a.size(0), N = values.size(0);
+  TORCH_CHECK(a_scale.scalar_type() == at::kFloat && a_scale.numel() == M, "bigaccel.", op,
+              ": a_scale must be float32 with M=", M, " elements, got ", a_scale.scalar_type(), " ", a_scale.sizes());
+  TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.numel() == N, "bigaccel.", op,
+              ": w_scale must be float32 with N=", N, " elements, got ", w_scale.scalar_type(), " ", w_scale.sizes());
+  if (bias) TORCH_CHECK(bias->numel() == N, "bigaccel.", op, ": bias must have N=", N, " elements");
+  for (const at::Tensor* t : {&values, &meta, &w_scale})
+    TORCH_CHECK(t->device() == a.device(), "bigaccel.", op, ": all tensors must be on ", a.device());
+  const DType out_kind = float_dtype(out_dtype, op, "out_dtype");
+  at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
+  if (M == 0 || N == 0) return out;
+  const at::Tensor a_u8 = a.contiguous().view(at::kByte).bitwise_xor(128);  // see int8_gemm/cpu.cpp
+  const at::Tensor vals = values.contiguous(), meta_c = meta.contiguous();
+  const at::Tensor sums = w_sum ? w_sum->to(at::kInt).contiguous() : vals.sum(1, false, at::kInt);
+  TORCH_CHECK(sums.numel() == N, "bigaccel.", op, ": w_sum must have N=", N, " elements, got ", sums.sizes());
+  const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
+  const auto b32 = bias_f32(bias);
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_int8_mm_cols);
+  parallel_over_columns(M, N, k, [&](int64_t n0, int64_t n1) {
+    std::vector<int8_t> scratch(static_cast<size_t>(kExpandedRows * k));
+    kernel(a_u8.data_ptr<uint8_t>(), M, k, vals.data_ptr<int8_t>(), meta_c.data_ptr<uint8_t>(), N, n0, n1,
+           a_s.data_ptr<float>(), w_s.data_ptr<float>(), sums.data_ptr<int32_t>(),
+           b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
   });
   return out;
 }

@@ -8,9 +8,11 @@
 // bits [2j, 2j+2) of the row's metadata, so 8 groups (16 values) take one 32-bit
 // load; their dense positions 4*(j/2) + index are gathered from x. Accumulation
 // is fp32, one rounding to the output dtype at the end.
+//
+// The 2:4 + int8 (W8A8) kernel below works differently: see expand_row_2_4.
 #pragma once
 
-#include "common/dtypes.h"
+#include "common/dot_tile.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
@@ -99,6 +101,184 @@ void sparse24_mm_cols(const float* x, int64_t M, int64_t K, const void* values, 
     sparse24_out(x, M, K, static_cast<const bf16_t*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
   else
     sparse24_out(x, M, K, static_cast<const float*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
+}
+
+// ---------------------------------------------------------------------------
+// 2:4 + int8 (W8A8): int8 values [N, K/2] with the same metadata, u8-shifted
+// activations as in int8_gemm/cpu_kernel.h, the reference's int8_mm epilogue.
+//
+// Gathering single bytes of activations would cost more than the products they
+// feed, so the kernel expands a few weight rows at a time into a dense int8 copy
+// (in L1) and runs the dense int8 tile of common/dot_tile.h over it for every row
+// of activations: DRAM sees the compressed bytes (K/2 + K/8 a row instead of K),
+// the expansion is one byte shuffle per 16 weights, amortised over the rows of A.
+// ---------------------------------------------------------------------------
+
+// Shuffle control for one metadata byte (two groups, four values): byte d of the
+// 8 dense bytes takes value byte ctrl[d] (0..3), or 0x80, which a shuffle reads as zero.
+static constexpr uint64_t expand_control(unsigned meta_byte) {
+  uint64_t ctrl = 0x8080808080808080ull;
+  for (unsigned group = 0; group < 2; ++group) {
+    const unsigned nibble = (meta_byte >> (4 * group)) & 0xF;
+    const unsigned slots[2] = {4 * group + (nibble & 3), 4 * group + (nibble >> 2)};
+    for (unsigned j = 0; j < 2; ++j) {
+      ctrl &= ~(uint64_t(0xFF) << (8 * slots[j]));
+      ctrl |= uint64_t(2 * group + j) << (8 * slots[j]);
+    }
+  }
+  return ctrl;
+}
+
+struct ExpandTable {
+  uint64_t ctrl[256];
+  constexpr ExpandTable() : ctrl() {
+    for (unsigned b = 0; b < 256; ++b) ctrl[b] = expand_control(b);
+  }
+};
+static constexpr ExpandTable kExpandTable{};
+
+// One compressed int8 row -> K dense bytes (zeros where pruned).
+static inline void expand_row_2_4(const int8_t* v, const uint8_t* meta, int64_t K, int8_t* dense) {
+  const int64_t groups = K / 4;
+  int64_t g = 0;
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+  // Four groups a step: 8 values and 2 metadata bytes -> 16 dense bytes. The second
+  // byte's control indexes values 4..7 (+4 per byte; 0x80 + 4 still reads as zero).
+  for (; g + 4 <= groups; g += 4) {
+    const uint64_t lo = kExpandTable.ctrl[meta[g / 2]];
+    const uint64_t hi = kExpandTable.ctrl[meta[g / 2 + 1]] + 0x0404040404040404ull;
+    const __m128i ctrl = _mm_set_epi64x(int64_t(hi), int64_t(lo));
+    const __m128i vals = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + 2 * g));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dense + 4 * g), _mm_shuffle_epi8(vals, ctrl));
+  }
+#endif
+  for (; g < groups; ++g) {
+    const unsigned nibble = (meta[g / 2] >> ((g & 1) * 4)) & 0xF;
+    int8_t* d = dense + 4 * g;
+    d[0] = d[1] = d[2] = d[3] = 0;
+    d[nibble & 3] = v[2 * g];
+    d[nibble >> 2] = v[2 * g + 1];
+  }
+}
+
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+// Small M: expanding costs more than the products it feeds (it is not amortised), so
+// the GEMV instead gathers, with byte shuffles, the activations that the kept values
+// meet. 16 groups (32 values, 64 k) a step; the values are taken in the order
+// [v0..7, v16..23 | v8..15, v24..31] (one permute), so that each 16-byte lane of the
+// shuffles reads one 16-byte lane of activations.
+constexpr int kSparse24GemvMaxRows = 4;
+
+// Shuffle controls for the two 32-byte blocks of activations of one step: c0 fills bytes
+// 0..7 of each lane (values 0..15, from the first block), c1 bytes 8..15 (values 16..31).
+static inline void gather_controls(const uint8_t* meta, __m256i& c0, __m256i& c1) {
+  const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta));
+  const __m128i low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(3);
+  // One nibble per group, in group order; i0 and i1 of each (16-bit shifts, then masked).
+  const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(m, low4), _mm_and_si128(_mm_srli_epi16(m, 4), low4));
+  const __m128i i0 = _mm_and_si128(nib, low2), i1 = _mm_and_si128(_mm_srli_epi16(nib, 2), low2);
+  const __m128i first = _mm_unpacklo_epi8(i0, i1), second = _mm_unpackhi_epi8(i0, i1);  // values 0..15, 16..31
+  __m256i c = _mm256_set_m128i(_mm_unpackhi_epi64(first, second), _mm_unpacklo_epi64(first, second));
+  c = _mm256_add_epi8(c, _mm256_setr_epi8(0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12,  //
+                                          0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12));
+  const __m256i high_half = _mm256_setr_epi64x(0, -1, 0, -1);  // 0x80 in a control byte reads zero
+  c0 = _mm256_or_si256(c, _mm256_and_si256(high_half, _mm256_set1_epi8(char(0x80))));
+  c1 = _mm256_or_si256(c, _mm256_andnot_si256(high_half, _mm256_set1_epi8(char(0x80))));
+}
+
+template <int MR, typename T>
+static void sparse24_int8_gemv(const uint8_t* a, int64_t K, const int8_t* values, const uint8_t* meta, int64_t n_begin,
+                               int64_t n_end, const int32_t* w_sum, const W8A8Epilogue<T>& epi) {
+  const int64_t groups = K / 4, row_values = K / 2, row_meta = (K + 7) / 8;
+  const __m256i sign_flip = _mm256_set1_epi8(char(0x80)), ones = _mm256_set1_epi16(1);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int8_t* v = values + n * row_values;
+    const uint8_t* mt = meta + n * row_meta;
+    __m256i acc[MR];
+    for (int r = 0; r < MR; ++r) acc[r] = _mm256_setzero_si256();
+    int64_t g = 0;
+    for (; g + 16 <= groups; g += 16) {
+      __m256i c0, c1;
+      gather_controls(mt + g / 2, c0, c1);
+      const __m256i w = _mm256_permute4x64_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + 2 * g)),
+                                                 _MM_SHUFFLE(3, 1, 2, 0));
+      const __m256i abs_w = _mm256_abs_epi8(w);
+      for (int r = 0; r < MR; ++r) {
+        const uint8_t* ar = a + r * K + 4 * g;
+        const __m256i x = _mm256_xor_si256(  // back to signed int8 (the caller's +128 shift)
+            _mm256_or_si256(_mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar)), c0),
+                            _mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ar + 32)), c1)),
+            sign_flip);
+        // |w| * (x with w's sign): pairs stay within int16 (|x|, |w| <= 127).
+        acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(x, w)), ones));
+      }
+    }
+    int32_t sum[MR];
+    for (int r = 0; r < MR; ++r) {
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r]), _mm256_extracti128_si256(acc[r], 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+      sum[r] = _mm_cvtsi128_si32(s4);
+    }
+    for (; g < groups; ++g) {
+      const unsigned nibble = (mt[g / 2] >> ((g & 1) * 4)) & 0xF;
+      for (int r = 0; r < MR; ++r) {
+        const uint8_t* ar = a + r * K + 4 * g;
+        sum[r] += (int(ar[nibble & 3]) - 128) * v[2 * g] + (int(ar[nibble >> 2]) - 128) * v[2 * g + 1];
+      }
+    }
+    // The epilogue expects the dot products of the shifted activations (kOffsetA).
+    for (int r = 0; r < MR; ++r) epi(r, n, sum[r] + DotU8S8::kOffsetA * w_sum[n]);
+  }
+}
+
+template <int MR, typename T>
+static void sparse24_int8_gemv_rows(int mr, const uint8_t* a, int64_t K, const int8_t* values, const uint8_t* meta,
+                                    int64_t n_begin, int64_t n_end, const int32_t* w_sum,
+                                    const W8A8Epilogue<T>& epi) {
+  if constexpr (MR > 1)
+    if (mr < MR) return sparse24_int8_gemv_rows<MR - 1>(mr, a, K, values, meta, n_begin, n_end, w_sum, epi);
+  sparse24_int8_gemv<MR>(a, K, values, meta, n_begin, n_end, w_sum, epi);
+}
+#endif
+
+// `scratch` holds kSparse24ExpandedRows * K bytes (one per thread).
+constexpr int kSparse24ExpandedRows = 8;
+
+template <typename T>
+static void sparse24_int8_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* values, const uint8_t* meta,
+                                int64_t N, int64_t n_begin, int64_t n_end, const float* a_scale,
+                                const float* w_scale, const int32_t* w_sum, const float* bias, int8_t* scratch,
+                                T* out) {
+  constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
+  static_assert(NR <= kSparse24ExpandedRows, "the scratch buffer holds kSparse24ExpandedRows expanded rows");
+  W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+  if (M <= kSparse24GemvMaxRows)
+    return sparse24_int8_gemv_rows<kSparse24GemvMaxRows>(int(M), a, K, values, meta, n_begin, n_end, w_sum, epi);
+#endif
+  const int64_t row_values = K / 2, row_meta = (K + 7) / 8, mc = rows_per_block(K, 1, MR);
+  for (int64_t m0 = 0; m0 < M; m0 += mc) {
+    const int64_t m1 = m0 + mc < M ? m0 + mc : M;
+    for (int64_t n = n_begin; n < n_end; n += NR) {
+      const int nr = int(n_end - n < NR ? n_end - n : NR);
+      for (int j = 0; j < nr; ++j)
+        expand_row_2_4(values + (n + j) * row_values, meta + (n + j) * row_meta, K, scratch + j * K);
+      for (int64_t m = m0; m < m1; m += MR) {
+        const int mr = int(m1 - m < MR ? m1 - m : MR);
+        dot_tile_edge<DotU8S8, MR, NR>(mr, nr, a + m * K, K, scratch, K, K, m, n, epi);
+      }
+    }
+  }
+}
+
+void sparse24_int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t* values, const uint8_t* meta,
+                           int64_t N, int64_t n_begin, int64_t n_end, const float* a_scale, const float* w_scale,
+                           const int32_t* w_sum, const float* bias, int8_t* scratch, void* out, DType out_dtype) {
+  with_element_type(out_dtype, [&](auto tag) {
+    sparse24_int8_typed(a, M, K, values, meta, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, scratch,
+                        static_cast<decltype(tag)*>(out));
+  });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -10,4 +10,11 @@ namespace bigaccel {
 at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta, int64_t k,
                            const std::optional<at::Tensor>& bias);
 
+// W8A8 with the 2:4 weight in int8: a int8 [M, K] (per-token a_scale [M]) against values
+// int8 [N, K/2] + meta (per-channel w_scale [N]); the epilogue of bigaccel.reference.int8_mm.
+at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& values,
+                                const at::Tensor& meta, int64_t k, const at::Tensor& w_scale,
+                                const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
+                                at::ScalarType out_dtype);
+
 }  // namespace bigaccel

@@ -1,5 +1,5 @@
-"""bigaccel.nn.Sparse24Linear: construction from dense and pruned layers, state_dict,
-leading dims, dtypes, gradients, torch.compile, and the converter's sparse24 recipe."""
+"""bigaccel.nn.Sparse24Linear and Sparse24Int8Linear: construction from dense and pruned layers, state_dict,
+leading dims, dtypes, gradients, torch.compile, and the sparse24 and sparse24-int8 recipes."""
 import warnings
 
 import pytest
@@ -9,7 +9,7 @@ from torch.nn.utils import prune
 
 import bigaccel
 from bigaccel import reference, sparsity
-from bigaccel.nn import Sparse24Linear
+from bigaccel.nn import Sparse24Int8Linear, Sparse24Linear
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -112,3 +112,64 @@ def test_recipe_converts_2_4_layers_and_keeps_others_dense_with_the_reason():
         warnings.simplefilter("error")
         bigaccel.convert(model, bigaccel.recipes.Sparse24Config(prune_dense=True, reprune_masks=True))
     assert all(isinstance(model[i], Sparse24Linear) for i in (0, 2, 4))
+
+
+# ---------------------------------------------------------------------------
+# Sparse24Int8Linear: 2:4 + int8 weights, int8 activations
+# ---------------------------------------------------------------------------
+
+
+def test_int8_layer_is_the_int8_layer_of_the_masked_weight():
+    """Same weight codes, scales and outputs as Int8Linear on the pruned layer: 2:4 only saves bytes."""
+    linear = _pruned_linear(k=68, n=11)
+    layer = Sparse24Int8Linear.from_linear(linear)
+    dense = bigaccel.nn.Int8Linear.from_linear(sparsity.effective_linear(linear))
+    assert torch.equal(reference.decompress_2_4(layer.values, layer.meta, 68), dense.weight)
+    assert torch.equal(layer.weight_scale, dense.weight_scale)
+    assert bool((layer.dense_weight()[linear.weight_mask == 0] == 0).all())  # pruned stays exactly zero
+    x = torch.randn(2, 3, 68)
+    out, ref = layer(x), dense(x)
+    torch.testing.assert_close(out, ref, rtol=2 * EPS32, atol=1e-6)
+    # int8 rounding of weights and activations: ~1%, not garbage
+    exact = linear(x).detach()
+    assert (out - exact).norm() / exact.norm() < 0.03
+    assert "sparsity=2:4" in repr(layer) and "int8" in repr(layer)
+    assert isinstance(Sparse24Linear.from_linear(linear, int8=True), Sparse24Int8Linear)
+
+
+def test_int8_layer_state_dict_dtypes_grad_and_compile():
+    layer = Sparse24Int8Linear.from_linear(_pruned_linear())
+    sd = layer.state_dict()
+    assert set(sd) == {"values", "meta", "weight_scale", "bias"} and sd["values"].dtype == torch.int8
+    fresh = Sparse24Int8Linear(36, 9)
+    fresh.load_state_dict(sd)
+    assert torch.equal(fresh.weight_sum, layer.values.sum(1, dtype=torch.int32))  # derived state rebuilt
+    x = torch.randn(4, 36)
+    assert torch.equal(fresh(x), layer(x))
+    for dtype in (torch.bfloat16, torch.float16):
+        out = layer(x.to(dtype))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), layer(x), rtol=2e-2, atol=2e-2)
+    x_grad = x.clone().requires_grad_(True)
+    layer(x_grad).sum().backward()
+    torch.testing.assert_close(x_grad.grad, layer.dense_weight().sum(0).expand(4, 36))
+    eager = layer(x)
+    torch.testing.assert_close(torch.compile(layer, fullgraph=True)(x), eager, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        Sparse24Int8Linear(34, 5)
+
+
+@pytest.mark.parametrize("recipe, cls", [("sparse24", Sparse24Linear), ("sparse24-int8", Sparse24Int8Linear)])
+def test_recipes_convert_pruned_layers_and_load_into_a_fresh_float_model(recipe, cls, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64))
+    sparsity.prune_model(model)
+    x = torch.randn(3, 64)
+    ref = model(x).detach()
+    report = bigaccel.convert(model, recipe)
+    assert all(isinstance(model[i], cls) for i in (0, 2)) and len(report.converted) == 2
+    assert ((model(x) - ref).norm() / ref.norm()) < 0.03
+    bigaccel.save(model, tmp_path / "m.safetensors")
+    fresh = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64))  # dense: the 2:4 rule must not apply
+    bigaccel.load(fresh, tmp_path / "m.safetensors")
+    assert isinstance(fresh[0], cls) and torch.equal(fresh(x), model(x))

@@ -1,9 +1,10 @@
-"""sparse24_mm (2:4 compressed weight): every backend against the masked dense product."""
+"""sparse24_mm (2:4 compressed weight) against the masked dense product, and sparse24_int8_mm
+(2:4 int8 weight, W8A8) against the dense int8 reference, on every backend."""
 import pytest
 import torch
 
 import bigaccel
-from bigaccel import reference, sparsity
+from bigaccel import backends, reference, sparsity
 from tests.conftest import backend_cases
 
 DTYPES = [torch.float32, torch.bfloat16]
@@ -70,3 +71,77 @@ def test_bad_input_gives_clear_errors():
         bigaccel.ops.sparse24_linear(x, values, meta[:, :2], 36)
     with pytest.raises(ValueError, match="not 2:4"):
         reference.compress_2_4(torch.ones(3, 8))
+
+
+# ---------------------------------------------------------------------------
+# sparse24_int8_mm: W8A8 with the int8 weight compressed 2:4
+# ---------------------------------------------------------------------------
+
+
+def _int8_data(m, n, k, seed=0):
+    """Per-token int8 activations and a 2:4 int8 weight compressed: (a, a_scale, values, meta, w_scale, bias)."""
+    g = torch.Generator().manual_seed(seed)
+    a, a_scale = reference.quantize_per_token(torch.randn(m, k, generator=g))
+    q, w_scale = reference.quantize_per_channel_int8(sparsity.prune_2_4(torch.randn(n, k, generator=g)))
+    values, meta = reference.compress_2_4(q)
+    return a, a_scale, values, meta, w_scale, torch.randn(n, generator=g)
+
+
+@pytest.mark.parametrize("case", backend_cases("sparse24_int8_mm"))
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("nk", NKS + [(40, 4100)], ids=str)
+@pytest.mark.parametrize("m", MS)
+def test_int8_matches_the_dense_int8_reference(case, out_dtype, nk, m, use_backend):
+    n, k = nk
+    backend, device, isa = case
+    if backend == "triton" and device == "cpu" and (m > 17 or k > 260 or out_dtype == torch.float16):
+        pytest.skip("the Triton interpreter is slow; tiny shapes only")
+    use_backend(backend, isa)
+    a, a_scale, values, meta, w_scale, b = _int8_data(m, n, k, seed=m + n)
+    args = [t.to(device) for t in (a, a_scale, values, meta)] + [k, w_scale.to(device), None, b.to(device), out_dtype]
+    out = backends.get("sparse24_int8_mm", torch.device(device))(*args).cpu()
+    # The exact int32 sum, then the epilogue: equal to the dense int8 GEMM on the decompressed
+    # weight up to an fma contraction of the epilogue (an ulp or two of fp32) and its one rounding.
+    ref = reference.int8_mm(a, a_scale, reference.decompress_2_4(values, meta, k), w_scale, b, out_dtype)
+    assert out.dtype == out_dtype and out.shape == (m, n)
+    tol = 2 * torch.finfo(out_dtype).eps * (ref.double().abs() + b.double().abs()) + 1e-30
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out.double() - ref.double()).abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("sparse24_int8_mm"))
+def test_int8_linear_leading_dims_empty_batch_and_non_contiguous(case, use_backend):
+    backend, device, isa = case
+    use_backend(backend, isa)
+    _, _, values, meta, w_scale, b = _int8_data(1, 9, 36)
+    values, meta, w_scale = values.to(device), meta.to(device), w_scale.to(device)
+    x = torch.randn(3, 72, device=device)[:, ::2]
+    fn = bigaccel.ops.sparse24_int8_linear
+    torch.testing.assert_close(fn(x, values, meta, 36, w_scale), fn(x.contiguous(), values, meta, 36, w_scale),
+                               rtol=0, atol=0)
+    assert fn(x[:0], values, meta, 36, w_scale).shape == (0, 9)
+    assert fn(x.reshape(3, 1, 36), values, meta, 36, w_scale).shape == (3, 1, 9)
+
+
+def test_int8_opcheck():
+    a, a_scale, values, meta, w_scale, b = _int8_data(3, 9, 36)
+    op = torch.ops.bigaccel.sparse24_int8_mm.default
+    torch.library.opcheck(op, (a, a_scale, values, meta, 36, w_scale, values.sum(1, dtype=torch.int32), b))
+    torch.library.opcheck(op, (a, a_scale, values, meta, 36, w_scale, None, None, torch.bfloat16))
+
+
+def test_int8_bad_input_gives_clear_errors():
+    _, _, values, meta, w_scale, _ = _int8_data(1, 5, 36)
+    fn = bigaccel.ops.sparse24_int8_linear
+    x = torch.randn(2, 36)
+    with pytest.raises(TypeError, match="values must be int8"):
+        fn(x, values.float(), meta, 36, w_scale)
+    with pytest.raises(ValueError, match="K mismatch"):
+        fn(torch.randn(2, 40), values, meta, 36, w_scale)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        fn(torch.randn(2, 34), values, meta, 34, w_scale)
+    with pytest.raises(ValueError, match="weight scale must be float32 with 5 elements"):
+        fn(x, values, meta, 36, w_scale[:4])
+    with pytest.raises(ValueError, match="meta must be uint8"):
+        fn(x, values, meta[:, :2], 36, w_scale)
+    with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+        fn(x.double(), values, meta, 36, w_scale)
