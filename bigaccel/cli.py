@@ -24,6 +24,9 @@ def _print_info(data: dict) -> None:
     if not cuda["built"]:
         cutlass = "-"
     print(f"  cuda: built={cuda['built']} archs={archs} (CUDA {cuda['cuda_built_with']}, {cutlass}); {gpu}")
+    if cuda["built"]:
+        state = "on" if cuda.get("int4_tensor_core_gemm") else "off (not yet verified on a GPU; BIGACCEL_INT4_MMA=1 turns it on)"
+        print(f"  cuda: int4 tensor-core GEMM for M > 8 (bf16/fp16): {state}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:

@@ -3,11 +3,13 @@
 // M <= 8: a GEMV, one warp per output column. Each lane reads 4 packed bytes (8 codes of one
 //   group) at a time, unpacks them in registers, and accumulates (code - zero) * x in fp32
 //   per row; the group's scale multiplies the 8-term partial sum. The weight is read once.
-// Larger M: the weight is dequantized exactly to fp32 and multiplied by cuBLAS in fp32 (the
-//   activations converted to fp32), then one fused pass adds the bias and rounds once to the
-//   output dtype, as the reference does. Dequantizing to bf16/fp16 instead would round every
-//   weight; a tensor-core GEMM that keeps the group scales in fp32 (Marlin-style) is the
-//   fast path still to write.
+// Larger M, bf16/fp16: the tensor-core GEMM of mma_gemm.cuh (group scales applied in fp32,
+//   so no weight is rounded), when BIGACCEL_INT4_MMA=1: it has not yet run on a GPU (only in
+//   a host emulation of its index maps), so it stays off until the GPU tests have passed.
+// Otherwise (and for fp32): the weight is dequantized exactly to fp32 and multiplied by cuBLAS
+//   in fp32 (the activations converted to fp32), then one fused pass adds the bias and rounds
+//   once to the output dtype, as the reference does. Dequantizing to bf16/fp16 instead would
+//   round every weight.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
@@ -18,6 +20,11 @@
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
 #include "int4_gemm/int4_gemm.h"
+#include "int4_gemm/mma_gemm.cuh"
+
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 namespace bigaccel {
 namespace {
@@ -86,6 +93,14 @@ __global__ void bias_cast_kernel(const float* __restrict__ acc, const float* __r
   out[i] = cuda::from_float<T>(bias ? acc[i] + bias[i % N] : acc[i]);
 }
 
+bool tensor_core_gemm_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("BIGACCEL_INT4_MMA");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return enabled;
+}
+
 }  // namespace
 
 at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
@@ -127,6 +142,20 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
           static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size));
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return out;
+  }
+  if (dtype != DType::F32 && tensor_core_gemm_enabled() &&
+      int4_mma::supports(x.data_ptr(), packed.data_ptr(), M, N, K, int(group_size))) {
+    cudaError_t err = cudaSuccess;
+    cuda::for_float_dtype(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (!std::is_same_v<T, float>)
+        err = int4_mma::run<T>(static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(),
+                               scales.data_ptr<float>(), zp, bp, static_cast<T*>(out.data_ptr()), M, N, K,
+                               int(group_size), stream);
+    });
+    TORCH_CHECK(err == cudaSuccess, "bigaccel.int4_mm: the tensor-core GEMM failed for M=", M, " N=", N, " K=", K,
+                ": ", cudaGetErrorString(err));
     return out;
   }
   at::Tensor w = at::empty({N, K}, x.options().dtype(at::kFloat));
