@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .int8_gemm import _store_w8a8
+from .int8_gemm import _grid, _store_w8a8
 
 # As in int8_gemm.py: the interpreter's bf16 tl.dot is unreliable, so under it
 # (and for fp32 activations) the dot runs in fp32 ("ieee", no tf32).
@@ -76,8 +76,7 @@ def sparse24_mm_triton(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor
     n = values.shape[0]
     out = x.new_empty((m, n))
     if m and n:
-        grid = lambda meta_: (triton.cdiv(m, meta_["BLOCK_M"]), triton.cdiv(n, meta_["BLOCK_N"]))  # noqa: E731
-        torch.library.wrap_triton(_sparse24_mm_kernel)[grid](
+        torch.library.wrap_triton(_sparse24_mm_kernel)[_grid(m, n)](
             x.contiguous(), values.contiguous(), meta.contiguous(), bias.contiguous() if bias is not None else values,
             out, m, n, k, HAS_BIAS=bias is not None,
             IEEE=x.dtype == torch.float32 or values.dtype == torch.float32 or _INTERPRETING)
@@ -109,8 +108,7 @@ def sparse24_int8_mm_triton(a: torch.Tensor, a_scale: torch.Tensor, values: torc
     n = values.shape[0]
     out = a.new_empty((m, n), dtype=out_dtype)
     if m and n:
-        grid = lambda meta_: (triton.cdiv(m, meta_["BLOCK_M"]), triton.cdiv(n, meta_["BLOCK_N"]))  # noqa: E731
-        torch.library.wrap_triton(_sparse24_int8_mm_kernel)[grid](
+        torch.library.wrap_triton(_sparse24_int8_mm_kernel)[_grid(m, n)](
             a.contiguous(), a_scale.contiguous(), values.contiguous(), meta.contiguous(), w_scale.contiguous(),
             bias.contiguous() if bias is not None else w_scale, out, m, n, k, HAS_BIAS=bias is not None)
     return out

@@ -5,6 +5,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_isa.h"
+#include "common/cpu_parallel.h"
 #include "int4_gemm/int4_gemm.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64_t K, const uint8_t* packed,
@@ -58,16 +59,13 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
       x.to(at::kFloat).contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous();
   const at::Tensor p = packed.contiguous(), s = scales.contiguous();
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
-  const std::optional<at::Tensor> b32 =
-      bias ? std::optional<at::Tensor>(bias->to(at::kFloat).contiguous().view({-1})) : std::nullopt;
+  const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int4_mm_cols);
-  // Threads split N in whole scratch blocks; small problems stay on one thread.
-  const int64_t chunks = (N + kBlockN - 1) / kBlockN;
-  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
-  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
+  // Threads split N in whole scratch blocks.
+  parallel_over_columns(M, N, K, kBlockN, [&](int64_t n0, int64_t n1) {
     std::vector<float> scratch(M > 4 ? kBlockN * K : 0);
     kernel(x32.data_ptr<float>(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
-           z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, begin * kBlockN, std::min(N, end * kBlockN),
+           z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
            b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
   });
   return out;

@@ -3,6 +3,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_isa.h"
+#include "common/cpu_parallel.h"
 #include "int8_gemm/checks.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int8_mm_cols, const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N,
@@ -20,26 +21,8 @@ void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int
 #endif
 
 namespace bigaccel {
-namespace {
 
-// Splits the N columns over threads in chunks of 16 (a whole number of tiles).
-template <typename Fn>
-void parallel_over_columns(int64_t N, int64_t M, int64_t K, const Fn& fn) {
-  constexpr int64_t kChunk = 16;
-  const int64_t chunks = (N + kChunk - 1) / kChunk;
-  // Small problems run on one thread: waking the pool costs more than they do.
-  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
-  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
-    fn(begin * kChunk, std::min(N, end * kChunk));
-  });
-}
-
-std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
-  if (!bias) return std::nullopt;
-  return bias->to(at::kFloat).contiguous().view({-1});
-}
-
-}  // namespace
+constexpr int64_t kColumnChunk = 16;  // a whole number of every ISA's column tiles
 
 at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                        const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
@@ -64,7 +47,7 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
-  parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
     kernel(a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
            w_s.data_ptr<float>(), sums.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
            out_kind);
@@ -87,7 +70,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
     auto* op = static_cast<bf16_t*>(out.data_ptr());
-    parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+    parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
       avx512::int8_weight_only_bf16_cols(xp, M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
                                          b32 ? b32->data_ptr<float>() : nullptr, op);
     });
@@ -96,7 +79,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
 #endif
   const at::Tensor x32 = x.to(at::kFloat).contiguous();
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
-  parallel_over_columns(N, M, K, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
            b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
   });

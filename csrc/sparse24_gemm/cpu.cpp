@@ -5,6 +5,7 @@
 
 #include "common/checks.h"
 #include "common/cpu_isa.h"
+#include "common/cpu_parallel.h"
 #include "sparse24_gemm/sparse24_gemm.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const float* x, int64_t M, int64_t K, const void* values,
@@ -20,21 +21,6 @@ namespace {
 
 constexpr int64_t kColumnChunk = 16;
 constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
-
-// fn(n_begin, n_end) over column chunks of 16 in parallel; small problems on one thread.
-template <typename Fn>
-void parallel_over_columns(int64_t M, int64_t N, int64_t K, const Fn& fn) {
-  const int64_t chunks = (N + kColumnChunk - 1) / kColumnChunk;
-  const int64_t grain = M * N * K < (1 << 20) ? chunks : 1;
-  at::parallel_for(0, chunks, grain, [&](int64_t begin, int64_t end) {
-    fn(begin * kColumnChunk, std::min(N, end * kColumnChunk));
-  });
-}
-
-std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
-  if (!bias) return std::nullopt;
-  return bias->to(at::kFloat).contiguous().view({-1});
-}
 
 void check_compressed(const char* op, int64_t k, const at::Tensor& values, const at::Tensor& meta) {
   TORCH_CHECK(k > 0 && k % 4 == 0, "bigaccel.", op, ": K=", k, " must be a positive multiple of 4 (2:4 groups)");
@@ -71,7 +57,7 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const at::Tensor meta_c = meta.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_mm_cols);
-  parallel_over_columns(M, N, k, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, n0, n1,
            b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
   });
@@ -108,7 +94,7 @@ at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, 
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_int8_mm_cols);
-  parallel_over_columns(M, N, k, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
     std::vector<int8_t> scratch(static_cast<size_t>(kExpandedRows * k));
     kernel(a_u8.data_ptr<uint8_t>(), M, k, vals.data_ptr<int8_t>(), meta_c.data_ptr<uint8_t>(), N, n0, n1,
            a_s.data_ptr<float>(), w_s.data_ptr<float>(), sums.data_ptr<int32_t>(),
