@@ -3,6 +3,9 @@
 bigaccel._C        CPU kernels (always built). Each kernel is compiled once per
                    instruction set (AVX-512+VNNI, AVX2, portable) and chosen at run time.
 bigaccel._C_cuda   CUDA kernels, built when nvcc and a CUDA build of torch are present.
+bigaccel._C_hopper Hopper-only kernels (wgmma, TMA: csrc/**/hopper_*), compiled for sm_90a
+                   alone, built only when 9.0a is in the arch list and nvidia-cutlass is
+                   installed; _C_cuda calls them on sm_90 GPUs (see csrc/hopper_kernels.h).
 
 Environment:
   BIGACCEL_BUILD_CUDA   auto (default) | 0 | 1
@@ -117,16 +120,26 @@ def _sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(str(ROOT / "csrc" / pattern), recursive=True))
 
 
-# Host C++ that belongs to the CUDA extension is named *_cuda.cpp; all other .cpp is CPU.
+def _is_hopper(source):
+    return os.path.basename(source).startswith("hopper_")
+
+
+# Host C++ that belongs to the CUDA extension is named *_cuda.cpp, the Hopper module's
+# hopper_*; all other .cpp is CPU.
 def _cpu_sources():
-    return [s for s in _sources("**/*.cpp") if not s.endswith("_cuda.cpp")]
+    return [s for s in _sources("**/*.cpp") if not s.endswith("_cuda.cpp") and not _is_hopper(s)]
 
 
 # CUTLASS kernels live in files named cutlass_*.cu; they need the headers of the
 # PyPI package nvidia-cutlass (a build dependency, never downloaded by the build).
 def _cuda_sources(with_cutlass):
     sources = _sources("**/*.cu") + _sources("**/*_cuda.cpp")
-    return [s for s in sources if with_cutlass or not os.path.basename(s).startswith("cutlass_")]
+    return [s for s in sources if not _is_hopper(s) and (with_cutlass or not os.path.basename(s).startswith("cutlass_"))]
+
+
+# The Hopper kernels are CUTLASS 3 (wgmma, TMA), so they need nvidia-cutlass too.
+def _hopper_sources():
+    return [s for s in _sources("**/*.cu") + _sources("**/*.cpp") if _is_hopper(s)]
 
 
 def _write_build_info(info):
@@ -183,6 +196,24 @@ def main():
             )
         )
 
+        hopper_reason = ("9.0a is not in BIGACCEL_CUDA_ARCHS" if (9, 0, "a") not in archs else
+                         "nvidia-cutlass is not installed" if cutlass is None else None)
+        if hopper_reason is None:
+            ext_modules.append(
+                CUDAExtension(
+                    "bigaccel._C_hopper",
+                    _hopper_sources(),
+                    include_dirs=cuda_includes,
+                    extra_compile_args={
+                        "cxx": ["-O3"],
+                        "nvcc": ["-O3", "--expt-relaxed-constexpr", "--expt-extended-lambda", "-DNDEBUG",
+                                 "-gencode=arch=compute_90a,code=sm_90a"],
+                    },
+                )
+            )
+    else:
+        hopper_reason = "the CUDA extension is not built"
+
     _write_build_info(
         {
             "version": version,
@@ -193,6 +224,8 @@ def main():
             "cuda_build_reason": cuda_reason,
             "cuda_archs": arch_names,
             "cutlass_include": _cutlass_include() is not None,
+            "hopper_built": hopper_reason is None,
+            "hopper_build_reason": hopper_reason or "9.0a in the arch list and nvidia-cutlass found",
             "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
     )

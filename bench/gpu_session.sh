@@ -20,9 +20,10 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} BIGACCEL_BUILD_CUDA=1
 export MAX_JOBS=${MAX_JOBS:-$(nproc)} BIGACCEL_EXPECT_CUDA_EXTENSION=1
 export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --ptxas-options=-v"  # registers, spills and shared memory, in build.log
-# The int4 tensor-core GEMM (csrc/int4_gemm/mma_gemm.cuh) is off by default until it has passed
-# the GPU tests: a session tests and times it (BIGACCEL_INT4_MMA=0 times the old path instead).
-export BIGACCEL_INT4_MMA=${BIGACCEL_INT4_MMA:-1}
+# The kernels written without a GPU (the int4 tensor-core GEMM, the sm_90a W8A8 GEMM) are off
+# by default until they have passed the GPU tests: a session tests and times them
+# (BIGACCEL_UNVERIFIED_KERNELS=0 times the verified paths instead).
+export BIGACCEL_UNVERIFIED_KERNELS=${BIGACCEL_UNVERIFIED_KERNELS:-1}
 PY=${PYTHON:-python3}
 # Seconds per step (0 skips it); the defaults fit a 10-minute call with the machine's start
 # outside it. A shorter rerun narrows the steps, e.g. after fixing the Triton kernels:

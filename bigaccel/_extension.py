@@ -73,11 +73,31 @@ def _load_all() -> dict[str, Extension]:
         cuda_built,
         "not built: " + str(getattr(build_info, "cuda_build_reason", "")) + " (rebuild with nvcc and a CUDA build of torch)",
     )
+    hopper = _load(
+        "_C_hopper",
+        "Hopper-only (sm_90a) CUDA kernels",
+        bool(getattr(build_info, "hopper_built", False)),
+        "not built: " + str(getattr(build_info, "hopper_build_reason", "")),
+    )
     if cpu.loaded:
         _apply_cpu_isa_override(cpu)
     if cuda.loaded:
         cuda.details["archs"] = [a for a in cuda.module.compiled_archs.split(";") if a]
-    return {"cpu": cpu, "cuda": cuda}
+    if hopper.loaded:
+        _attach_hopper(cuda, hopper)
+    return {"cpu": cpu, "cuda": cuda, "hopper": hopper}
+
+
+def _attach_hopper(cuda: Extension, hopper: Extension) -> None:
+    """_C_cuda's ops reach the Hopper kernels through a table that _C_hopper publishes
+    (csrc/hopper_kernels.h): the two modules cannot see each other's symbols."""
+    if not cuda.loaded:
+        hopper.reason = "loaded but unused: the CUDA extension it plugs into is not loaded"
+        return
+    try:
+        cuda.module.attach_hopper_kernels(hopper.module.kernel_table(), hopper.module.table_version)
+    except (RuntimeError, AttributeError) as exc:
+        hopper.module, hopper.reason = None, f"could not be attached ({exc}); {REBUILD}"
 
 
 def _apply_cpu_isa_override(cpu: Extension) -> None:
@@ -99,7 +119,7 @@ EXTENSIONS: dict[str, Extension] = {}
 
 
 def load() -> dict[str, Extension]:
-    """Load (once) and return the extensions, keyed "cpu" and "cuda"."""
+    """Load (once) and return the extensions, keyed "cpu", "cuda" and "hopper"."""
     if not EXTENSIONS:
         EXTENSIONS.update(_load_all())
     return EXTENSIONS

@@ -67,8 +67,10 @@ def info() -> dict:
             "archs_compiled": list(getattr(build, "cuda_archs", [])),
             "cuda_built_with": getattr(build, "torch_cuda_version", None),
             "cutlass": bool(getattr(build, "cutlass_include", False)) and bool(getattr(build, "cuda_built", False)),
-            # Not yet run on a GPU: off unless asked for (csrc/int4_gemm/cuda.cu).
-            "int4_tensor_core_gemm": os.environ.get("BIGACCEL_INT4_MMA") == "1",
+            "hopper_module": exts["hopper"].loaded,
+            # Kernels not yet run on a GPU (the int4 tensor-core GEMM, the sm_90a W8A8 GEMM):
+            # off unless asked for (csrc/common/cuda_utils.cuh).
+            "unverified_kernels": os.environ.get("BIGACCEL_UNVERIFIED_KERNELS") == "1",
             "gpu": gpu,
         },
         "triton": _triton(),

@@ -25,8 +25,9 @@ def _print_info(data: dict) -> None:
         cutlass = "-"
     print(f"  cuda: built={cuda['built']} archs={archs} (CUDA {cuda['cuda_built_with']}, {cutlass}); {gpu}")
     if cuda["built"]:
-        state = "on" if cuda.get("int4_tensor_core_gemm") else "off (not yet verified on a GPU; BIGACCEL_INT4_MMA=1 turns it on)"
-        print(f"  cuda: int4 tensor-core GEMM for M > 8 (bf16/fp16): {state}")
+        state = "on" if cuda.get("unverified_kernels") else "off (BIGACCEL_UNVERIFIED_KERNELS=1 turns them on)"
+        print(f"  cuda: kernels not yet run on a GPU (int4 tensor-core GEMM for M > 8; sm_90a W8A8 GEMM"
+              f"{'' if cuda.get('hopper_module') else ', not built'}): {state}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:

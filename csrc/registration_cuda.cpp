@@ -4,6 +4,7 @@
 #include <torch/extension.h>
 #include <torch/library.h>
 
+#include "hopper_kernels.h"
 #include "int4_gemm/int4_gemm.h"
 #include "int8_gemm/int8_gemm.h"
 #include "activations/activations.h"
@@ -25,9 +26,23 @@ TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) {
 
 TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CUDA); }
 
+namespace bigaccel {
+namespace {
+const HopperKernels* g_hopper = nullptr;
+}  // namespace
+const HopperKernels* hopper_kernels() { return g_hopper; }
+void attach_hopper_kernels(const HopperKernels* table) { g_hopper = table; }
+}  // namespace bigaccel
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "bigaccel CUDA kernels";
   m.attr("compiled_archs") = std::string(BIGACCEL_CUDA_ARCHS);
   m.attr("cuda_runtime_compiled") = CUDART_VERSION;
   m.attr("cutlass") = bool(BIGACCEL_HAVE_CUTLASS);
+  m.def("attach_hopper_kernels", [](uintptr_t address, uint32_t version) {
+    TORCH_CHECK(version == bigaccel::HopperKernels::kVersion, "bigaccel._C_hopper was built from another version of ",
+                "bigaccel (kernel table v", version, ", expected v", bigaccel::HopperKernels::kVersion, "); rebuild both");
+    bigaccel::attach_hopper_kernels(reinterpret_cast<const bigaccel::HopperKernels*>(address));
+  });
+  m.def("hopper_kernels_attached", [] { return bigaccel::hopper_kernels() != nullptr; });
 }

@@ -94,7 +94,7 @@ def test_info_describes_the_installation():
     data = bigaccel.info()
     assert data["version"] == bigaccel.__version__
     assert data["torch"]["running"] == torch.__version__
-    assert set(data["extensions"]) == {"cpu", "cuda"}
+    assert set(data["extensions"]) == {"cpu", "cuda", "hopper"}
     op = data["ops"]["quantize_per_token"]["cpu"]
     assert op["backend"] in ("cpu", "reference") and op["why"]
     if CPU_EXT.loaded:

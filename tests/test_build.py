@@ -42,3 +42,19 @@ def test_kernels_package_is_installed_under_bigaccel():
     # Editable installs map bigaccel.kernels to the top-level kernels/ folder; wheels copy it.
     assert Path(module.__file__).parent.name == "kernels"
     assert hasattr(module, "quantize_per_token_triton")
+
+
+def test_hopper_module_is_built_exactly_when_9_0a_is_compiled_and_says_why_not():
+    """bigaccel._C_hopper holds the sm_90a-only kernels: built when 9.0a is in the arch list
+    (with nvidia-cutlass), and then attached to _C_cuda; otherwise the reason is recorded."""
+    info = _extension.build_info
+    hopper, cuda = _extension.load()["hopper"], _extension.load()["cuda"]
+    if not getattr(info, "hopper_built", False):
+        assert not hopper.loaded and hopper.reason.startswith("not built: ")
+        if info.cuda_built and "9.0a" not in info.cuda_archs:
+            assert "9.0a is not in BIGACCEL_CUDA_ARCHS" in hopper.reason
+        return
+    assert "9.0a" in info.cuda_archs
+    if cuda.loaded:
+        assert hopper.loaded, hopper.reason
+        assert cuda.module.hopper_kernels_attached()

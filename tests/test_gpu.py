@@ -127,3 +127,13 @@ def test_converted_model_compiles_with_inductor_on_gpu(recipe, fresh_backends):
         compiled = torch.compile(model, fullgraph=True)(t)
     # inductor fuses and reorders the float math around the opaque bigaccel ops.
     assert _rel(compiled, eager) < 1e-4, _rel(compiled, eager)
+
+
+def test_hopper_kernels_are_attached_on_hopper_when_built():
+    """On an sm_90 GPU with a 9.0a build, the W8A8 op can reach the sm_90a GEMM of _C_hopper
+    (used when BIGACCEL_UNVERIFIED_KERNELS=1: the int8 op tests then run it)."""
+    exts = bigaccel._extension.load()
+    if torch.cuda.get_device_capability() != (9, 0) or "9.0a" not in exts["cuda"].details.get("archs", []):
+        pytest.skip("needs an sm_90 GPU and a build that includes 9.0a")
+    assert exts["hopper"].loaded, exts["hopper"].reason
+    assert exts["cuda"].module.hopper_kernels_attached()

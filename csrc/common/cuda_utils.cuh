@@ -5,9 +5,36 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "common/dtypes.h"
 
 namespace bigaccel::cuda {
+
+// Kernels written without a GPU to run them on (the int4 tensor-core GEMM, the sm_90a
+// W8A8 GEMM) stay off until the GPU tests have passed: BIGACCEL_UNVERIFIED_KERNELS=1
+// turns them on (bench/gpu_session.sh does, to test and time them).
+inline bool unverified_kernels_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("BIGACCEL_UNVERIFIED_KERNELS");
+    return v != nullptr && std::strcmp(v, "1") == 0;
+  }();
+  return enabled;
+}
+
+// Compute capability (major * 10 + minor) of CUDA device `index`, queried once.
+inline int compute_capability(int index) {
+  static int cached[64] = {};
+  if (index < 0 || index >= 64) return 0;
+  if (cached[index] == 0) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, index);
+    cached[index] = major * 10 + minor;
+  }
+  return cached[index];
+}
 
 // fn(T{}) with T the CUDA element type of `dtype` (float, __nv_bfloat16 or __half): the
 // one switch from a run-time dtype to a kernel's template argument.

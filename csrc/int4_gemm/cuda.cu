@@ -4,8 +4,8 @@
 //   group) at a time, unpacks them in registers, and accumulates (code - zero) * x in fp32
 //   per row; the group's scale multiplies the 8-term partial sum. The weight is read once.
 // Larger M, bf16/fp16: the tensor-core GEMM of mma_gemm.cuh (group scales applied in fp32,
-//   so no weight is rounded), when BIGACCEL_INT4_MMA=1: it has not yet run on a GPU (only in
-//   a host emulation of its index maps), so it stays off until the GPU tests have passed.
+//   so no weight is rounded), when BIGACCEL_UNVERIFIED_KERNELS=1: it has not yet run on a GPU
+//   (only in a host emulation of its index maps), so it stays off until the GPU tests pass.
 // Otherwise (and for fp32): the weight is dequantized exactly to fp32 and multiplied by cuBLAS
 //   in fp32 (the activations converted to fp32), then one fused pass adds the bias and rounds
 //   once to the output dtype, as the reference does. Dequantizing to bf16/fp16 instead would
@@ -22,8 +22,6 @@
 #include "int4_gemm/int4_gemm.h"
 #include "int4_gemm/mma_gemm.cuh"
 
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 namespace bigaccel {
@@ -93,14 +91,6 @@ __global__ void bias_cast_kernel(const float* __restrict__ acc, const float* __r
   out[i] = cuda::from_float<T>(bias ? acc[i] + bias[i % N] : acc[i]);
 }
 
-bool tensor_core_gemm_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("BIGACCEL_INT4_MMA");
-    return v != nullptr && std::strcmp(v, "1") == 0;
-  }();
-  return enabled;
-}
-
 }  // namespace
 
 at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
@@ -144,7 +134,7 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     return out;
   }
-  if (dtype != DType::F32 && tensor_core_gemm_enabled() &&
+  if (dtype != DType::F32 && cuda::unverified_kernels_enabled() &&
       int4_mma::supports(x.data_ptr(), packed.data_ptr(), M, N, K, int(group_size))) {
     cudaError_t err = cudaSuccess;
     cuda::for_float_dtype(dtype, [&](auto tag) {

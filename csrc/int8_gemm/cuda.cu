@@ -1,6 +1,8 @@
 // int8 GEMMs on CUDA.
 //
-// W8A8: CUTLASS int8 tensor cores with the epilogue fused (cutlass_w8a8.cu) for
+// W8A8: on sm_90 GPUs, the Hopper (wgmma) GEMM of bigaccel._C_hopper when attached and
+//   BIGACCEL_UNVERIFIED_KERNELS=1 (see hopper_kernels.h; not yet run on a GPU); otherwise
+//   CUTLASS int8 tensor cores with the epilogue fused (cutlass_w8a8.cu) for
 //   the shapes it takes (K % 16 == 0, N % 4 == 0) and M above the decode
 //   range (when built with nvidia-cutlass installed); a dp4a GEMV otherwise: at M <= 8 the weight is read once and the
 //   tensor cores would idle, and the GEMV takes any K and N.
@@ -20,6 +22,7 @@
 
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
+#include "hopper_kernels.h"
 #include "int8_gemm/checks.h"
 #include "int8_gemm/cutlass_w8a8.h"
 
@@ -180,6 +183,20 @@ at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
   const int8_t* ap = a.data_ptr<int8_t>();
   const int8_t* wp = w.data_ptr<int8_t>();
 
+  const HopperKernels* hopper = hopper_kernels();
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (M > kGemvMaxRows && hopper != nullptr && cuda::unverified_kernels_enabled() &&
+      cuda::compute_capability(a_in.get_device()) == 90 && hopper->w8a8_supports(M, N, K, out_kind) &&
+      aligned16(ap) && aligned16(wp) && aligned16(out.data_ptr())) {  // TMA needs 16-byte aligned bases
+    const size_t bytes = hopper->w8a8_workspace_bytes(M, N, K, out_kind);
+    const at::Tensor workspace = at::empty({static_cast<int64_t>(bytes)}, a_in.options().dtype(at::kByte));
+    const cudaError_t err = hopper->w8a8_run(ap, a_scale.data_ptr<float>(), wp, w_scale.data_ptr<float>(),
+                                             ptr_or_null(b32), out.data_ptr(), out_kind, M, N, K,
+                                             bytes ? workspace.data_ptr() : nullptr, bytes, stream);
+    TORCH_CHECK(err == cudaSuccess, "bigaccel.", op, ": the Hopper int8 GEMM failed for M=", M, " N=", N, " K=", K,
+                ": ", cudaGetErrorString(err));
+    return out;
+  }
 #if BIGACCEL_HAVE_CUTLASS
   if (M > kGemvMaxRows && cutlass_w8a8::supports(M, N, K, out_kind)) {
     const cudaError_t err = cutlass_w8a8::run(ap, a_scale.data_ptr<float>(), wp, w_scale.data_ptr<float>(),
