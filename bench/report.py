@@ -1,10 +1,12 @@
 """Markdown benchmark tables from bench/results/*.json; the README's are made here.
 
-    python bench/report.py                       # print the tables of each machine's newest results file
+    python bench/report.py                       # print the tables of each machine's newest results
     python bench/report.py results/a.json ...    # of these files
     python bench/report.py --readme              # rewrite README.md between its bench-table markers
 
-Each table says which machine and run it comes from; ratios hold within one run.
+Each op family is shown from the newest run of its machine that measured it (a run of one
+family, `bigaccel bench --op F`, updates that family alone). Each table says which machine
+and run it comes from; ratios hold within one run, and every family's rows are one run's.
 """
 from __future__ import annotations
 
@@ -21,15 +23,26 @@ _LIMIT_SHORT = {"read GB/s": "of read BW", "fp32 peak": "of fp32 peak", "bf16 pe
                 "int8 peak": "of int8 peak"}
 
 
-def newest_results() -> list[str]:
-    """The newest results file of each machine (CPU, and GPU if any), oldest machine first."""
-    newest: dict[tuple, tuple[str, str]] = {}
-    for path in glob.glob(os.path.join(HERE, "results", "*.json")):
+def families(results: dict) -> set[str]:
+    """The op families a results file measured ("e2e" for its end-to-end rows)."""
+    return {r["family"] for r in results["rows"]} | ({"e2e"} if results.get("e2e") else set())
+
+
+def newest_results(folder: str = os.path.join(HERE, "results")) -> list[tuple[str, set[str]]]:
+    """(file, the families to show from it): per machine (CPU, and GPU if any), each family
+    from the newest file that measured it; machines oldest first."""
+    newest: dict[tuple, tuple[str, str]] = {}  # (machine, family) -> (date, path)
+    for path in glob.glob(os.path.join(folder, "*.json")):
         with open(path) as f:
-            m = json.load(f)["machine"]
+            results = json.load(f)
+        m = results["machine"]
         key = (m["cpu"], (m.get("gpu") or {}).get("name"))
-        newest[key] = max(newest.get(key, ("", "")), (m["date"], path))
-    return [path for _, path in sorted(newest.values())]
+        for family in families(results):
+            newest[(key, family)] = max(newest.get((key, family), ("", "")), (m["date"], path))
+    chosen: dict[str, tuple[str, set[str]]] = {}
+    for (_, family), (date, path) in newest.items():
+        chosen.setdefault(path, (date, set()))[1].add(family)
+    return [(path, fams) for path, (_, fams) in sorted(chosen.items(), key=lambda item: item[1][0])]
 
 
 def _ms(rows) -> list[int]:
@@ -51,15 +64,23 @@ def machine_line(results: dict, source: str) -> str:
     isa = f"{m['isa_in_use']} kernels" if m.get("isa_in_use") else "CPU extension not built"
     timing = {r.get("timing") for r in results["rows"] if "time_us" in r} - {None, "wall clock"}
     how = f", GPU rows timed by {' and '.join(sorted(timing))}" if timing else ""
+    if m.get("gpu") and not timing:  # runs before CUDA-graph timing: each call timed from Python
+        how = ", GPU rows timed eagerly (per call from Python: launch-bound at small M)"
     return (f"Measured on {m['cpu']} ({isa}, {o['threads']} of {m['cpus_available']} CPUs"
             f"{gpu}{load}) on {m['date']}, torch {m['versions']['torch']}, bigaccel {m['versions']['bigaccel']}"
             f"{', --quick' if o.get('quick') else ''}{how}; from `bench/results/{os.path.basename(source)}`.")
 
 
-def tables(results: dict, source: str) -> str:
+def tables(results: dict, source: str, only: set[str] | None = None) -> str:
+    """The Markdown tables of one results file; `only` keeps these families (all by default)."""
+    if only is not None:
+        results = {**results, "rows": [r for r in results["rows"] if r["family"] in only],
+                   "e2e": results.get("e2e", []) if "e2e" in only else [],
+                   "notes": {k: v for k, v in results.get("notes", {}).items() if k in only}}
     lim = results["limits"]
     p = lim["peak_tflops"]
-    out = [machine_line(results, source), "",
+    shown = sorted(families(results))
+    out = [machine_line(results, source) + (f" Families: {', '.join(shown)}." if only is not None else ""), "",
            f"Limits measured in the same run: read {lim['read_gbs']:.1f} GB/s, copy {lim['copy_gbs']:.1f} GB/s, "
            f"fp32 {p['fp32'] * 1e3:.0f} GFLOP/s, bf16 {p['bf16'] * 1e3:.0f} GFLOP/s, int8 {p['int8'] * 1e3:.0f} GOP/s "
            f"({lim['sources'].get('int8', '')})"
@@ -106,13 +127,14 @@ def tables(results: dict, source: str) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def render(files: list[str]) -> str:
+def render(files: list[tuple[str, set[str] | None]]) -> str:
     parts = []
-    for path in files:
+    for path, only in files:
         with open(path) as f:
-            parts.append(tables(json.load(f), path))
+            parts.append(tables(json.load(f), path, only))
     regenerate = ("Regenerate: `bigaccel bench --save --threads N` (writes `bench/results/<machine>-<date>.json`), "
-                  "then `python bench/report.py --readme` (the newest file of each machine).")
+                  "then `python bench/report.py --readme` (each family from the newest run of its machine "
+                  "that measured it).")
     return "\n".join(parts) + "\n" + regenerate + "\n"
 
 
@@ -132,14 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", help="results JSON files (default: the newest in bench/results/)")
     parser.add_argument("--readme", action="store_true", help="write the tables into README.md")
     args = parser.parse_args(argv)
-    files = args.files or newest_results()
+    files = [(path, None) for path in args.files] or newest_results()
     if not files:
         print("no results: run `bigaccel bench --save` first", file=sys.stderr)
         return 1
     text = render(files)
     if args.readme:
         update_readme(text)
-        print(f"README.md updated from {', '.join(files)}")
+        print(f"README.md updated from {', '.join(path for path, _ in files)}")
     else:
         print(text)
     return 0

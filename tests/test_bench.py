@@ -110,3 +110,15 @@ def test_e2e_rows_carry_speedups_over_the_float_model():
     for r in measured:
         base = next(b for b in measured if b["recipe"] == "float" and b["batch"] == r["batch"])
         assert r["speedup"]["float fp32"] == pytest.approx(r["tokens_per_s"] / base["tokens_per_s"])
+
+
+def test_report_shows_each_family_from_the_newest_run_that_measured_it(tmp_path):
+    def write(name, date, fams, gpu=None):
+        rows = [{"family": f, "skipped": "x", "name": f} for f in fams]
+        (tmp_path / name).write_text(json.dumps({"machine": {"cpu": "X", "gpu": gpu, "date": date}, "rows": rows}))
+
+    write("old.json", "2026-01-01", ["int8_linear", "activations"])
+    write("new.json", "2026-02-01", ["activations"])
+    write("gpu.json", "2026-01-15", ["int8_linear"], gpu={"name": "G"})
+    chosen = {os.path.basename(p): fams for p, fams in report.newest_results(str(tmp_path))}
+    assert chosen == {"old.json": {"int8_linear"}, "new.json": {"activations"}, "gpu.json": {"int8_linear"}}
