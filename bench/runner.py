@@ -29,6 +29,7 @@ class Options:
     device: str | None = None
     e2e_model: str | None = None  # default: small on CPU (tiny with quick), llama2-7b on GPU
     budget_s: float | None = None
+    models: tuple[str, ...] = ("7b",)  # the linear families' weight shapes (cases.MODEL_SHAPES)
 
 
 def budget(opts: Options) -> float:
@@ -63,7 +64,7 @@ def run(opts: Options, log=print, checkpoint=None) -> dict:
     (so a run cut short, e.g. by a time limit on a lent GPU, keeps what it measured)."""
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     threads = setup_threads(opts.threads)
-    cfg = BenchConfig(device=device, quick=opts.quick)
+    cfg = BenchConfig(device=device, quick=opts.quick, models=tuple(opts.models))
     timing.ROTATION_FACTOR = 2.0 if opts.quick else 8.0
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.ao's deprecation notice, per call
     families = cases_pkg.families()
@@ -104,6 +105,7 @@ def _results(device, opts, threads, limits, notes, rows, e2e_rows, start, second
     results = {
         "machine": machine.describe(device),
         "options": {"quick": opts.quick, "threads": threads, "ops": opts.ops, "budget_s": budget(opts),
+                    "models": list(opts.models),
                     "rotation_x_cache": timing.ROTATION_FACTOR},
         "limits": limits.as_dict(),
         "notes": notes,
@@ -213,8 +215,14 @@ def plot(results: dict, path: str) -> str | None:
 
 
 def main_from_cli(args) -> int:
+    models = tuple(m.strip() for m in (getattr(args, "models", None) or "7b").split(",") if m.strip())
+    unknown = [m for m in models if m not in cases_pkg.MODEL_SHAPES]
+    if unknown or not models:
+        print(f"bigaccel bench: --models takes a comma list of {', '.join(cases_pkg.MODEL_SHAPES)}; got "
+              f"{getattr(args, 'models', None)!r}", file=sys.stderr)
+        return 2
     opts = Options(ops=args.op or [], quick=args.quick, threads=args.threads, e2e_model=args.e2e_model,
-                   budget_s=args.budget)
+                   budget_s=args.budget, models=models)
 
     def save_all(results):
         paths = [args.json] if args.json else []

@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--save", action="store_true", help="write the results to bench/results/<machine>-<date>.json")
     p.add_argument("--plot", metavar="FILE.png", help="plot speedup vs M (needs matplotlib)")
     p.add_argument("--threads", type=int, help="CPU threads (default: every CPU available)")
+    p.add_argument("--models", default="7b", metavar="LIST",
+                   help="weight shapes of the linear families: a comma list of 7b (Llama-2-7B, the default), 13b "
+                        "(Llama-2-13B) and small (TinyLlama-1.1B); --quick uses one small shape")
     p.add_argument("--e2e-model", choices=["tiny", "small", "llama2-7b"],
                    help="end-to-end model (default: llama2-7b on GPU, small on CPU, tiny with --quick)")
     p.set_defaults(func=cmd_bench)

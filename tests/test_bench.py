@@ -122,3 +122,17 @@ def test_report_shows_each_family_from_the_newest_run_that_measured_it(tmp_path)
     write("gpu.json", "2026-01-15", ["int8_linear"], gpu={"name": "G"})
     chosen = {os.path.basename(p): fams for p, fams in report.newest_results(str(tmp_path))}
     assert chosen == {"old.json": {"int8_linear"}, "new.json": {"activations"}, "gpu.json": {"int8_linear"}}
+
+
+def test_models_choose_the_linear_shapes():
+    cfg = BenchConfig(device="cpu", models=("13b", "small"))
+    assert cfg.linear_shapes == [(5120, 5120), (13824, 5120), (5120, 13824), (2048, 2048), (5632, 2048), (2048, 5632)]
+    assert BenchConfig(device="cpu").linear_shapes == [(4096, 4096), (11008, 4096), (4096, 11008)]
+    assert BenchConfig(device="cpu", quick=True, models=("13b",)).linear_shapes == [(2048, 2048)]
+    for name, module in cases_pkg.families().items():
+        if name.endswith("_linear"):
+            assert {c.shape for c in module.cases(cfg)} >= {"5120x5120", "2048x5632"}, name
+    from types import SimpleNamespace
+    bad = SimpleNamespace(op=[], quick=True, threads=None, e2e_model=None, budget=None, models="7b,70b", json=None,
+                          save=False, plot=None)
+    assert runner.main_from_cli(bad) == 2

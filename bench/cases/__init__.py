@@ -18,11 +18,31 @@ from types import ModuleType
 import torch
 
 
+# Linear weight shapes [N, K] per model: attention (and o_proj), MLP up/gate, MLP down.
+MODEL_SHAPES = {
+    "7b": [(4096, 4096), (11008, 4096), (4096, 11008)],    # Llama-2-7B
+    "13b": [(5120, 5120), (13824, 5120), (5120, 13824)],   # Llama-2-13B
+    "small": [(2048, 2048), (5632, 2048), (2048, 5632)],   # TinyLlama-1.1B
+}
+QUICK_SHAPES = [(2048, 2048)]
+TOY_SHAPES = [(48, 64)]
+
+
 @dataclass
 class BenchConfig:
     device: str = "cpu"
     quick: bool = False
     toy: bool = False  # tiny shapes, for tests of the harness itself (numbers meaningless)
+    models: tuple[str, ...] = ("7b",)  # which MODEL_SHAPES the linear families run (not with quick/toy)
+
+    @property
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        """The [N, K] weight shapes of the linear families (int8, int4, 2:4)."""
+        if self.toy:
+            return TOY_SHAPES
+        if self.quick:
+            return QUICK_SHAPES
+        return [shape for model in self.models for shape in MODEL_SHAPES[model]]
 
     @property
     def ms(self) -> list[int]:

@@ -21,8 +21,6 @@ from ..case import DTYPE_BYTES, Case, Skip, linear_case_maker
 from ..timing import float_linear_setup, random_activations, rotated
 
 FAMILY = "sparse24_linear"
-SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008)]  # Llama-7B attention, MLP up/gate, MLP down
-QUICK_SHAPES = [(2048, 2048)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,7 +101,7 @@ def notes(cfg) -> list[str]:
 
 def cases(cfg) -> list[Case]:
     dev, out = cfg.device, []
-    for n, k in ([(48, 64)] if cfg.toy else QUICK_SHAPES if cfg.quick else SHAPES):
+    for n, k in cfg.linear_shapes:
         for m in cfg.ms:
             case = linear_case_maker(FAMILY, n, k, m, dev)
 
