@@ -70,6 +70,12 @@ _triton("int8_mm", "int8_gemm")
 _triton("int8_weight_only_mm", "int8_gemm")
 
 
+def _check_w_sum(op: str, x: torch.Tensor, w_sum, n: int) -> None:
+    if w_sum is not None and (w_sum.dtype != torch.int32 or w_sum.numel() != n or w_sum.device != x.device):
+        raise ValueError(f"bigaccel.{op}: w_sum must be int32 with {n} elements (the weight's row sums) on "
+                         f"{x.device}, got {w_sum.dtype} {tuple(w_sum.shape)} on {w_sum.device}; or pass None")
+
+
 def _check_int8_weight(op: str, x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias) -> None:
     if w.dtype != torch.int8 or w.dim() != 2:
         raise TypeError(f"bigaccel.{op}: the weight must be int8 [N, K], got {w.dtype} {tuple(w.shape)}")
@@ -161,6 +167,7 @@ def int8_linear(
     in ``x`` and ``bias`` (straight through the activation quantization)."""
     _check_activation(x, "int8_linear")
     _check_int8_weight("int8_linear", x, w, w_scale, bias)
+    _check_w_sum("int8_linear", x, w_sum, w.shape[0])
     return _int8_linear(x, w, w_scale, w_sum, bias, weight_only=False)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import backends, reference
-from ._linear_ops import _FrozenLinearGrad, _wants_grad, quantize_per_token
+from ._linear_ops import _check_w_sum, _FrozenLinearGrad, _wants_grad, quantize_per_token
 from ._registry import _FLOATS, _check_activation, _declare, _triton
 
 # ---------------------------------------------------------------------------
@@ -156,6 +156,7 @@ def sparse24_int8_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tens
     and ``bias`` (straight through the activation quantization)."""
     _check_activation(x, "sparse24_int8_linear")
     _check_sparse24_int8_weight(x, values, meta, k, w_scale, bias)
+    _check_w_sum("sparse24_int8_linear", x, w_sum, values.shape[0])
     x2d = x.reshape(-1, k)
     if _wants_grad(x, bias):
         out = _Sparse24Int8LinearGrad.apply(x2d, values, meta, k, w_scale, w_sum, bias)

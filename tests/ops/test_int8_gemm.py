@@ -125,6 +125,9 @@ def test_bad_input_is_explained(fn):
         fn(x, w, w_scale, *([None] if fn is bigaccel.ops.int8_linear else []), torch.zeros(7))
     with pytest.raises(ValueError, match="is on meta"):
         fn(x, w.to("meta"), w_scale)
+    if fn is bigaccel.ops.int8_linear:
+        with pytest.raises(ValueError, match="w_sum must be int32 with 8 elements"):
+            fn(x, w, w_scale, w.sum(1, dtype=torch.int32)[:7])
 
 
 def test_cpp_kernels_check_direct_callers():

@@ -145,3 +145,7 @@ def test_int8_bad_input_gives_clear_errors():
         fn(x, values, meta[:, :2], 36, w_scale)
     with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
         fn(x.double(), values, meta, 36, w_scale)
+    with pytest.raises(ValueError, match="w_sum must be int32 with 5 elements"):
+        fn(x, values, meta, 36, w_scale, values.sum(1))  # int64 sums
+    with pytest.raises(ValueError, match="w_sum must be int32 with 5 elements"):
+        fn(x, values, meta, 36, w_scale, values.sum(1, dtype=torch.int32).to("meta"))
