@@ -26,6 +26,16 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 // Operators are free functions, not in-class friends: GCC does not apply
 // `#pragma GCC target` to friend functions defined inside a class.
 
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+// Sum of the eight int32 lanes (AVX2 instructions, so the AVX-512 tier may use it too).
+static inline int32_t reduce_add_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+#endif
+
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 
 struct VecF {
@@ -227,12 +237,7 @@ struct DotU8S8 {
     const __m256i pairs = _mm256_maddubs_epi16(b.abs_w, _mm256_sign_epi8(a, b.w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
-  static int32_t reduce(Acc acc) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-  }
+  static int32_t reduce(Acc acc) { return reduce_add_epi32(acc); }
 };
 
 #else  // portable: plain loops the compiler may vectorise for the baseline ISA

@@ -5,6 +5,7 @@
 #include "common/cpu_isa.h"
 #include "common/cpu_parallel.h"
 #include "int8_gemm/checks.h"
+#include "int8_gemm/cpu_w8a8.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int8_mm_cols, const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N,
                             int64_t n_begin, int64_t n_end, const float* a_scale, const float* w_scale,
@@ -31,25 +32,19 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   check_device(a, c10::DeviceType::CPU, op, "a");
   TORCH_CHECK(a.scalar_type() == at::kChar, "bigaccel.int8_mm: a must be int8, got ", a.scalar_type());
   const auto [M, N, K] = check_int8_weight(op, a, w, w_scale, bias);
-  TORCH_CHECK(a_scale.scalar_type() == at::kFloat && a_scale.numel() == M, "bigaccel.int8_mm: a_scale must be float32 ",
-              "with M=", M, " elements, got ", a_scale.scalar_type(), " ", a_scale.sizes());
-  // u8 * s8 products summed over K must fit int32.
-  TORCH_CHECK(K <= 65536, "bigaccel.int8_mm: K=", K, " is larger than the supported 65536");
+  check_w8a8_activations(op, a_scale, M, K);
   const DType out_kind = float_dtype(out_dtype, op, "out_dtype");
   at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
   if (M == 0 || N == 0) return out;
 
-  // VNNI multiplies unsigned by signed bytes: shift the activations by +128.
-  const at::Tensor a_u8 = a.contiguous().view(at::kByte).bitwise_xor(128);
   const at::Tensor w_c = w.contiguous();
-  const at::Tensor sums = w_sum ? w_sum->to(at::kInt).contiguous() : w_c.sum(1, false, at::kInt);
-  TORCH_CHECK(sums.numel() == N, "bigaccel.int8_mm: w_sum must have N=", N, " elements, got ", sums.sizes());
+  const W8A8Operands w8 = w8a8_operands(op, a, w_c, w_sum);
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
   parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
-    kernel(a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
-           w_s.data_ptr<float>(), sums.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
+    kernel(w8.a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
+           w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
            out_kind);
   });
   return out;

@@ -189,7 +189,8 @@ at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
       cuda::compute_capability(a_in.get_device()) == 90 && hopper->w8a8_supports(M, N, K, out_kind) &&
       aligned16(ap) && aligned16(wp) && aligned16(out.data_ptr())) {  // TMA needs 16-byte aligned bases
     const size_t bytes = hopper->w8a8_workspace_bytes(M, N, K, out_kind);
-    const at::Tensor workspace = at::empty({static_cast<int64_t>(bytes)}, a_in.options().dtype(at::kByte));
+    at::Tensor workspace;  // none for the persistent schedules used now: no allocation per call then
+    if (bytes) workspace = at::empty({static_cast<int64_t>(bytes)}, a_in.options().dtype(at::kByte));
     const cudaError_t err = hopper->w8a8_run(ap, a_scale.data_ptr<float>(), wp, w_scale.data_ptr<float>(),
                                              ptr_or_null(b32), out.data_ptr(), out_kind, M, N, K,
                                              bytes ? workspace.data_ptr() : nullptr, bytes, stream);

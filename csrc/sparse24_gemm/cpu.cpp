@@ -6,6 +6,7 @@
 #include "common/checks.h"
 #include "common/cpu_isa.h"
 #include "common/cpu_parallel.h"
+#include "int8_gemm/cpu_w8a8.h"
 #include "sparse24_gemm/sparse24_gemm.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const float* x, int64_t M, int64_t K, const void* values,
@@ -74,11 +75,8 @@ at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, 
               ": a must be int8 [M, K=", k, "], got ", a.scalar_type(), " ", a.sizes());
   check_compressed(op, k, values, meta);
   TORCH_CHECK(values.scalar_type() == at::kChar, "bigaccel.", op, ": values must be int8, got ", values.scalar_type());
-  // u8 * s8 products summed over the dense K must fit int32.
-  TORCH_CHECK(k <= 65536, "bigaccel.", op, ": K=", k, " is larger than the supported 65536");
   const int64_t M = a.size(0), N = values.size(0);
-  TORCH_CHECK(a_scale.scalar_type() == at::kFloat && a_scale.numel() == M, "bigaccel.", op,
-              ": a_scale must be float32 with M=", M, " elements, got ", a_scale.scalar_type(), " ", a_scale.sizes());
+  check_w8a8_activations(op, a_scale, M, k);  // k: the dense K the products are summed over
   TORCH_CHECK(w_scale.scalar_type() == at::kFloat && w_scale.numel() == N, "bigaccel.", op,
               ": w_scale must be float32 with N=", N, " elements, got ", w_scale.scalar_type(), " ", w_scale.sizes());
   if (bias) TORCH_CHECK(bias->numel() == N, "bigaccel.", op, ": bias must have N=", N, " elements");
@@ -87,17 +85,15 @@ at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, 
   const DType out_kind = float_dtype(out_dtype, op, "out_dtype");
   at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
   if (M == 0 || N == 0) return out;
-  const at::Tensor a_u8 = a.contiguous().view(at::kByte).bitwise_xor(128);  // see int8_gemm/cpu.cpp
   const at::Tensor vals = values.contiguous(), meta_c = meta.contiguous();
-  const at::Tensor sums = w_sum ? w_sum->to(at::kInt).contiguous() : vals.sum(1, false, at::kInt);
-  TORCH_CHECK(sums.numel() == N, "bigaccel.", op, ": w_sum must have N=", N, " elements, got ", sums.sizes());
+  const W8A8Operands w8 = w8a8_operands(op, a, vals, w_sum);
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_int8_mm_cols);
   parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
     std::vector<int8_t> scratch(static_cast<size_t>(kExpandedRows * k));
-    kernel(a_u8.data_ptr<uint8_t>(), M, k, vals.data_ptr<int8_t>(), meta_c.data_ptr<uint8_t>(), N, n0, n1,
-           a_s.data_ptr<float>(), w_s.data_ptr<float>(), sums.data_ptr<int32_t>(),
+    kernel(w8.a_u8.data_ptr<uint8_t>(), M, k, vals.data_ptr<int8_t>(), meta_c.data_ptr<uint8_t>(), N, n0, n1,
+           a_s.data_ptr<float>(), w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(),
            b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
   });
   return out;

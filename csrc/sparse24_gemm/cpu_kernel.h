@@ -214,12 +214,7 @@ static void sparse24_int8_gemv(const uint8_t* a, int64_t K, const int8_t* values
       }
     }
     int32_t sum[MR];
-    for (int r = 0; r < MR; ++r) {
-      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r]), _mm256_extracti128_si256(acc[r], 1));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
-      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
-      sum[r] = _mm_cvtsi128_si32(s4);
-    }
+    for (int r = 0; r < MR; ++r) sum[r] = reduce_add_epi32(acc[r]);
     for (; g < groups; ++g) {
       const unsigned nibble = (mt[g / 2] >> ((g & 1) * 4)) & 0xF;
       for (int r = 0; r < MR; ++r) {
