@@ -12,7 +12,19 @@ from torch import nn
 from .. import ops, reference
 
 
-class _Int8WeightLinear(nn.Module):
+class _DerivedState(nn.Module):
+    """A layer with buffers derived from its saved ones (not saved themselves): they are
+    recomputed by _weight_changed after construction and after load_state_dict."""
+
+    def _weight_changed(self) -> None:
+        """Recompute state derived from the weight (after construction or load_state_dict)."""
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._weight_changed()
+
+
+class _Int8WeightLinear(_DerivedState):
     """Buffers and constructors shared by the int8-weight layers."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
@@ -68,13 +80,6 @@ class _Int8WeightLinear(nn.Module):
             layer.bias.copy_(bias)
         layer._weight_changed()
         return layer
-
-    def _weight_changed(self) -> None:
-        """Recompute state derived from the weight (after construction or load_state_dict)."""
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._weight_changed()
 
     def dequantized_weight(self) -> torch.Tensor:
         return reference.dequantize_int8_rowwise(self.weight, self.weight_scale)

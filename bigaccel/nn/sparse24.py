@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import ops, reference, sparsity
+from .int8 import _DerivedState
 
 
 def _weight_2_4(owner: str, linear: nn.Linear, reprune: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -89,7 +90,7 @@ class Sparse24Linear(nn.Module):
                 f"sparsity=2:4, dtype={self.values.dtype}")
 
 
-class Sparse24Int8Linear(nn.Module):
+class Sparse24Int8Linear(_DerivedState):
     """Drop-in for nn.Linear with a 2:4 sparse int8 weight and int8 activations (W8A8,
     dynamic): the weight is quantized per output channel (symmetric, as Int8Linear)
     after pruning, so pruned weights stay exactly zero, and held compressed (int8 values
@@ -131,10 +132,6 @@ class Sparse24Int8Linear(nn.Module):
 
     def _weight_changed(self) -> None:
         self.weight_sum.copy_(self.values.sum(1, dtype=torch.int32))
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._weight_changed()
 
     def dense_weight(self) -> torch.Tensor:
         """The dequantized weight as a dense fp32 [N, K] tensor (zeros where pruned)."""
