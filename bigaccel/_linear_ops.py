@@ -39,30 +39,30 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # ---------------------------------------------------------------------------
 
 
-def _int8_mm_fake(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32):
+def _int8_mm_fake(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32, activation="none"):
     torch._check(a.dim() == 2 and w.dim() == 2, lambda: "int8_mm: a and w must be 2-D")
     torch._check(a.shape[1] == w.shape[1], lambda: f"int8_mm: K mismatch {a.shape} vs {w.shape}")
     return a.new_empty((a.shape[0], w.shape[0]), dtype=out_dtype)
 
 
-def _int8_weight_only_mm_fake(x, w, w_scale, bias=None):
+def _int8_weight_only_mm_fake(x, w, w_scale, bias=None, activation="none"):
     torch._check(x.dim() == 2 and w.dim() == 2, lambda: "int8_weight_only_mm: x and w must be 2-D")
     torch._check(x.shape[1] == w.shape[1], lambda: f"int8_weight_only_mm: K mismatch {x.shape} vs {w.shape}")
     return x.new_empty((x.shape[0], w.shape[0]))
 
 
-def _int8_mm_ref(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32):
-    return reference.int8_mm(a, a_scale, w, w_scale, bias, out_dtype)
+def _int8_mm_ref(a, a_scale, w, w_scale, w_sum=None, bias=None, out_dtype=torch.float32, activation="none"):
+    return reference.int8_mm(a, a_scale, w, w_scale, bias, out_dtype, activation)
 
 
 _declare(
     "int8_mm(Tensor a, Tensor a_scale, Tensor w, Tensor w_scale, Tensor? w_sum=None, Tensor? bias=None, "
-    "ScalarType out_dtype=float) -> Tensor",
+    "ScalarType out_dtype=float, str activation=\"none\") -> Tensor",
     _int8_mm_fake,
     _int8_mm_ref,
 )
 _declare(
-    "int8_weight_only_mm(Tensor x, Tensor w, Tensor w_scale, Tensor? bias=None) -> Tensor",
+    "int8_weight_only_mm(Tensor x, Tensor w, Tensor w_scale, Tensor? bias=None, str activation=\"none\") -> Tensor",
     _int8_weight_only_mm_fake,
     reference.int8_weight_only_mm,
 )
@@ -93,11 +93,24 @@ def _check_int8_weight(op: str, x: torch.Tensor, w: torch.Tensor, w_scale: torch
             raise ValueError(f"bigaccel.{op}: the input is on {x.device} but the {name} is on {t.device}; move both to one device")
 
 
-def _int8_matmul(x2d: torch.Tensor, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+def _int8_matmul(x2d: torch.Tensor, w, w_scale, w_sum, bias, weight_only: bool, activation: str = "none"):
     if weight_only:
-        return backends.get("int8_weight_only_mm", x2d.device)(x2d.contiguous(), w, w_scale, bias)
+        return backends.get("int8_weight_only_mm", x2d.device)(x2d.contiguous(), w, w_scale, bias, activation)
     a, a_scale = quantize_per_token(x2d)
-    return backends.get("int8_mm", x2d.device)(a, a_scale, w, w_scale, w_sum, bias, x2d.dtype)
+    return backends.get("int8_mm", x2d.device)(a, a_scale, w, w_scale, w_sum, bias, x2d.dtype, activation)
+
+
+def _epilogue_name(op: str, activation: str | None) -> str:
+    name = "none" if activation is None else activation
+    if name not in reference.EPILOGUE_ACTIVATIONS:
+        raise ValueError(f"bigaccel.{op}: activation must be None or one of "
+                         f"{reference.EPILOGUE_ACTIVATIONS[1:]} (applied in the GEMM's epilogue), got {activation!r}")
+    return name
+
+
+def _autograd_activation(out: torch.Tensor, activation: str) -> torch.Tensor:
+    # Training takes the unfused path: the kernel's output, then the activation with autograd.
+    return reference.epilogue_activation(out.float(), activation).to(out.dtype) if activation != "none" else out
 
 
 def _wants_grad(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -144,12 +157,12 @@ class _Int8LinearGrad(_FrozenLinearGrad):
         return _FrozenLinearGrad.frozen_backward(ctx, grad, _dequantize_int8)
 
 
-def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool) -> torch.Tensor:
+def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool, activation: str) -> torch.Tensor:
     x2d = x.reshape(-1, x.shape[-1])
     if _wants_grad(x, bias):
-        out = _Int8LinearGrad.apply(x2d, w, w_scale, w_sum, weight_only, bias)
+        out = _autograd_activation(_Int8LinearGrad.apply(x2d, w, w_scale, w_sum, weight_only, bias), activation)
     else:
-        out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only)
+        out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only, activation)
     return out.reshape(*x.shape[:-1], w.shape[0])
 
 
@@ -159,27 +172,30 @@ def int8_linear(
     w_scale: torch.Tensor,
     w_sum: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
+    activation: str | None = None,
 ) -> torch.Tensor:
     """W8A8 dynamic linear: quantize ``x [..., K]`` per token, int8 GEMM against
-    ``w`` int8 ``[N, K]`` (per-channel ``w_scale`` fp32 ``[N]``), then scale, bias
-    and cast back to ``x``'s dtype in the epilogue. ``w_sum`` (int32 ``[N]``, the
-    weight's row sums) saves the CPU kernel a pass over the weight. Differentiable
-    in ``x`` and ``bias`` (straight through the activation quantization)."""
+    ``w`` int8 ``[N, K]`` (per-channel ``w_scale`` fp32 ``[N]``), then scale, bias,
+    the optional ``activation`` ("silu", "gelu", "gelu_tanh") and the cast back to
+    ``x``'s dtype in the epilogue. ``w_sum`` (int32 ``[N]``, the weight's row sums)
+    saves the CPU kernel a pass over the weight. Differentiable in ``x`` and ``bias``
+    (straight through the activation quantization)."""
     _check_activation(x, "int8_linear")
     _check_int8_weight("int8_linear", x, w, w_scale, bias)
     _check_w_sum("int8_linear", x, w_sum, w.shape[0])
-    return _int8_linear(x, w, w_scale, w_sum, bias, weight_only=False)
+    return _int8_linear(x, w, w_scale, w_sum, bias, False, _epilogue_name("int8_linear", activation))
 
 
 def int8_weight_only_linear(
-    x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None
+    x: torch.Tensor, w: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None = None,
+    activation: str | None = None,
 ) -> torch.Tensor:
     """W8A16 linear: ``x [..., K]`` (fp32/bf16/fp16) against int8 ``w`` ``[N, K]``
-    with per-channel ``w_scale``, dequantized inside the kernel; output in ``x``'s
-    dtype. Differentiable in ``x`` and ``bias``."""
+    with per-channel ``w_scale``, dequantized inside the kernel, the optional epilogue
+    ``activation``; output in ``x``'s dtype. Differentiable in ``x`` and ``bias``."""
     _check_activation(x, "int8_weight_only_linear")
     _check_int8_weight("int8_weight_only_linear", x, w, w_scale, bias)
-    return _int8_linear(x, w, w_scale, None, bias, weight_only=True)
+    return _int8_linear(x, w, w_scale, None, bias, True, _epilogue_name("int8_weight_only_linear", activation))
 
 
 # ---------------------------------------------------------------------------
@@ -187,14 +203,15 @@ def int8_weight_only_linear(
 # ---------------------------------------------------------------------------
 
 
-def _int4_mm_fake(x, packed, scales, zeros, group_size, bias=None):
+def _int4_mm_fake(x, packed, scales, zeros, group_size, bias=None, activation="none"):
     torch._check(x.dim() == 2 and packed.dim() == 2, lambda: "int4_mm: x and packed must be 2-D")
     torch._check(x.shape[1] == packed.shape[1] * 2, lambda: f"int4_mm: K mismatch {x.shape} vs packed {packed.shape}")
     return x.new_empty((x.shape[0], packed.shape[0]))
 
 
 _declare(
-    "int4_mm(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int group_size, Tensor? bias=None) -> Tensor",
+    "int4_mm(Tensor x, Tensor packed, Tensor scales, Tensor? zeros, int group_size, Tensor? bias=None, "
+    "str activation=\"none\") -> Tensor",
     _int4_mm_fake,
     reference.int4_mm,
 )
@@ -228,8 +245,8 @@ def _check_int4_weight(op: str, x: torch.Tensor, packed, scales, zeros, group_si
                              "move both to one device")
 
 
-def _int4_matmul(x2d, packed, scales, zeros, group_size, bias) -> torch.Tensor:
-    return backends.get("int4_mm", x2d.device)(x2d.contiguous(), packed, scales, zeros, group_size, bias)
+def _int4_matmul(x2d, packed, scales, zeros, group_size, bias, activation: str = "none") -> torch.Tensor:
+    return backends.get("int4_mm", x2d.device)(x2d.contiguous(), packed, scales, zeros, group_size, bias, activation)
 
 
 class _Int4LinearGrad(_FrozenLinearGrad):
@@ -249,17 +266,20 @@ def int4_linear(
     zeros: torch.Tensor | None,
     group_size: int,
     bias: torch.Tensor | None = None,
+    activation: str | None = None,
 ) -> torch.Tensor:
     """W4A16 linear: ``x [..., K]`` (fp32/bf16/fp16) against the int4 weight in the canonical
     format of :func:`bigaccel.reference.quantize_int4` (``packed`` uint8 ``[N, K/2]``, ``scales``
     fp32 ``[N, K/G]``, ``zeros`` uint8 ``[N, K/G]`` or None for symmetric), dequantized inside
-    the kernel, fp32 accumulation, output in ``x``'s dtype. Differentiable in ``x`` and ``bias``."""
+    the kernel, fp32 accumulation, the optional epilogue ``activation`` ("silu", "gelu",
+    "gelu_tanh"), output in ``x``'s dtype. Differentiable in ``x`` and ``bias``."""
     _check_activation(x, "int4_linear")
     _check_int4_weight("int4_linear", x, packed, scales, zeros, group_size, bias)
+    activation = _epilogue_name("int4_linear", activation)
     x2d = x.reshape(-1, x.shape[-1])
     n = packed.shape[0]
     if _wants_grad(x, bias):
-        out = _Int4LinearGrad.apply(x2d, packed, scales, zeros, group_size, bias)
+        out = _autograd_activation(_Int4LinearGrad.apply(x2d, packed, scales, zeros, group_size, bias), activation)
     else:
-        out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias)
+        out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias, activation)
     return out.reshape(*x.shape[:-1], n)

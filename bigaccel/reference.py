@@ -108,30 +108,46 @@ def int8_mm(
     b_scale: torch.Tensor,
     bias: torch.Tensor | None = None,
     out_dtype: torch.dtype = torch.float32,
+    activation: str = "none",
 ) -> torch.Tensor:
-    """W8A8 GEMM with its epilogue: ``out[m, n] = float(acc[m, n]) * (a_scale[m] * b_scale[n]) + bias[n]``.
+    """W8A8 GEMM with its epilogue: ``out[m, n] = act(float(acc[m, n]) * (a_scale[m] * b_scale[n]) + bias[n])``.
 
     ``a`` int8 ``[M, K]`` (per-token quantized activations, ``a_scale`` fp32 ``[M, 1]``),
     ``b`` int8 ``[N, K]`` (per-channel weight, ``b_scale`` fp32 ``[N]``), ``acc`` the exact
     int32 dot product, the epilogue in fp32 (one rounding per operation, in the
-    order written), then one rounding to ``out_dtype``.
+    order written), the epilogue ``activation`` (see :func:`epilogue_activation`), then one
+    rounding to ``out_dtype``.
     """
     acc = (a.double() @ b.double().t()).float()  # exact: |acc| < 2**31 < 2**53
     out = acc * (a_scale.float().reshape(-1, 1) * b_scale.float().reshape(1, -1))
     if bias is not None:
         out = out + bias.float()
-    return out.to(out_dtype)
+    return epilogue_activation(out, activation).to(out_dtype)
 
 
 def int8_weight_only_mm(
-    x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, bias: torch.Tensor | None = None
+    x: torch.Tensor, b: torch.Tensor, b_scale: torch.Tensor, bias: torch.Tensor | None = None,
+    activation: str = "none",
 ) -> torch.Tensor:
-    """W8A16 GEMM: ``out = (x @ b.T) * b_scale + bias`` with the int8 weight ``b`` ``[N, K]``
+    """W8A16 GEMM: ``out = act((x @ b.T) * b_scale + bias)`` with the int8 weight ``b`` ``[N, K]``
     dequantized exactly, fp32 accumulation, and one rounding to ``x``'s dtype."""
     out = (x.float() @ b.float().t()) * b_scale.float()
     if bias is not None:
         out = out + bias.float()
-    return out.to(x.dtype)
+    return epilogue_activation(out, activation).to(x.dtype)
+
+
+EPILOGUE_ACTIVATIONS = ("none", "silu", "gelu", "gelu_tanh")
+
+
+def epilogue_activation(out: torch.Tensor, activation: str) -> torch.Tensor:
+    """The activation the quantized GEMMs (int8_mm, int8_weight_only_mm, int4_mm) may apply to
+    their fp32 result before its rounding: "none", "silu", "gelu" (erf) or "gelu_tanh"."""
+    if activation == "none":
+        return out
+    if activation not in EPILOGUE_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {EPILOGUE_ACTIVATIONS}, got {activation!r}")
+    return _act(out, activation)
 
 
 # ---------------------------------------------------------------------------
@@ -211,14 +227,14 @@ def dequantize_int4(
 
 def int4_mm(
     x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None, group_size: int,
-    bias: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None, activation: str = "none",
 ) -> torch.Tensor:
-    """W4A16 GEMM: ``out = x @ dequantize_int4(...).T + bias`` with the weight dequantized
+    """W4A16 GEMM: ``out = act(x @ dequantize_int4(...).T + bias)`` with the weight dequantized
     exactly in fp32, fp32 accumulation, and one rounding to ``x``'s dtype."""
     out = x.float() @ dequantize_int4(packed, scales, zeros, group_size).t()
     if bias is not None:
         out = out + bias.float()
-    return out.to(x.dtype)
+    return epilogue_activation(out, activation).to(x.dtype)
 
 
 def _check_int4_args(weight: torch.Tensor, group_size: int) -> None:

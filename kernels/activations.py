@@ -76,6 +76,20 @@ def _act(x, ACT: tl.constexpr):
         return x * s, s + x * s * (1.0 - s) * dz2
 
 
+def epilogue_code(activation: str) -> int:
+    """The ACT constant of `epilogue` for a GEMM's activation name ("none": -1)."""
+    return -1 if activation == "none" else _ACT_BY_NAME[activation]
+
+
+@triton.jit
+def epilogue(v, ACT: tl.constexpr):
+    """The quantized GEMMs' epilogue activation (bigaccel.reference.epilogue_activation) on fp32
+    v, before the store's rounding; ACT < 0 leaves v as it is."""
+    if ACT >= 0:
+        v = _act(v, ACT)[0]
+    return v
+
+
 @triton.jit
 def _gated_kernel(x_ptr, grad_ptr, out_ptr, D, ACT: tl.constexpr, BACKWARD: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)

@@ -14,6 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .activations import epilogue, epilogue_code
+
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -30,7 +32,7 @@ def _configs():
 @triton.jit
 def _int4_mm_kernel(x_ptr, packed_ptr, scales_ptr, zeros_ptr, bias_ptr, out_ptr, M, N, K,
                     GROUP: tl.constexpr, HAS_ZEROS: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+                    ACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, GROUP)
@@ -56,13 +58,14 @@ def _int4_mm_kernel(x_ptr, packed_ptr, scales_ptr, zeros_ptr, bias_ptr, out_ptr,
         acc += part * scale[None, :]
     if HAS_BIAS:
         acc = acc + tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    acc = epilogue(acc, ACT)
     tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
              mask=mask_m[:, None] & mask_n[None, :])
 
 
 @torch.library.triton_op("bigaccel::int4_mm_triton", mutates_args=())
 def int4_mm_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-                   group_size: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+                   group_size: int, bias: Optional[torch.Tensor] = None, activation: str = "none") -> torch.Tensor:
     m, k = x.shape
     n = packed.shape[0]
     out = x.new_empty((m, n))
@@ -72,5 +75,5 @@ def int4_mm_triton(x: torch.Tensor, packed: torch.Tensor, scales: torch.Tensor, 
             x.contiguous(), packed.contiguous(), scales.contiguous(),
             zeros.contiguous() if zeros is not None else packed, bias.contiguous() if bias is not None else scales,
             out, m, n, k, GROUP=group_size, HAS_ZEROS=zeros is not None, HAS_BIAS=bias is not None,
-            IEEE=x.dtype == torch.float32 or _INTERPRETING)
+            IEEE=x.dtype == torch.float32 or _INTERPRETING, ACT=epilogue_code(activation))
     return out

@@ -97,7 +97,7 @@ def _sparse24_int8_mm_kernel(a_ptr, a_scale_ptr, values_ptr, meta_ptr, w_scale_p
                     mask=(offs_m[:, None] < M) & (offs_k[None, :] < K), other=0)
         w = _dense_weight_tile(values_ptr, meta_ptr, offs_n, offs_k, N, K)
         acc += tl.dot(a, w, out_dtype=tl.int32)
-    _store_w8a8(out_ptr, acc, a_scale_ptr, w_scale_ptr, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS)
+    _store_w8a8(out_ptr, acc, a_scale_ptr, w_scale_ptr, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS, -1)
 
 
 @torch.library.triton_op("bigaccel::sparse24_int8_mm_triton", mutates_args=())

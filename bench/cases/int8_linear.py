@@ -92,6 +92,20 @@ def _bigaccel(op, m, n, k, dtype, device):
     return setup
 
 
+def _bigaccel_gelu(fused: bool, m, n, k, dtype, device):
+    """W8A8 then GELU: in the GEMM's epilogue (the layers' activation= option), or the
+    same layer followed by F.gelu, what a user would otherwise write."""
+    def setup():
+        q, scale, wsum = _int8_weight(n, k, device)
+        x = random_activations(m, k, dtype, device)
+        if fused:
+            fn = lambda x, q, s, ws: bigaccel.ops.int8_linear(x, q, s, ws, activation="gelu")  # noqa: E731
+        else:
+            fn = lambda x, q, s, ws: torch.nn.functional.gelu(bigaccel.ops.int8_linear(x, q, s, ws))  # noqa: E731
+        return rotated(fn, lambda: (x, q.clone(), scale, wsum), n * k, device)
+    return setup
+
+
 def _torchao(op, m, n, k, dtype, device):
     """torchao's int8 layers via quantize_(); its config names changed across versions."""
     def setup():
@@ -160,4 +174,9 @@ def cases(cfg) -> list[Case]:
                     a for a in ao if "W8A16" in a]
                 out.append(case("W8A16", "bigaccel", d, _bigaccel("W8A16", m, n, k, dt, dev), 1, baselines=w8a16,
                                 headline=[f"F.linear {d}", f"torch._weight_int8pack_mm {d}"]))
+                out.append(case("W8A8+GELU", "bigaccel then F.gelu", d, _bigaccel_gelu(False, m, n, k, dt, dev), 1,
+                                compute="int8"))
+                out.append(case("W8A8+GELU", "bigaccel epilogue GELU", d, _bigaccel_gelu(True, m, n, k, dt, dev), 1,
+                                compute="int8", baselines=[f"bigaccel then F.gelu {d}"],
+                                headline=[f"bigaccel then F.gelu {d}"]))
     return out

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .. import ops, reference
+from .int8 import epilogue_activation_name
 
 
 class Int4Linear(nn.Module):
@@ -19,13 +20,16 @@ class Int4Linear(nn.Module):
 
     ``group_size`` consecutive k of a row share one scale (and, with ``zero_point``,
     one zero point). The forward dequantizes inside the kernel with fp32 accumulation
-    and returns the input's dtype (fp32, bf16 or fp16), any leading batch dims.
+    and returns the input's dtype (fp32, bf16 or fp16), any leading batch dims. With
+    ``activation`` ("silu", "gelu", "gelu_tanh") it computes act(linear(x)), the activation
+    applied in the GEMM's epilogue.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int = 128,
                  zero_point: bool = True, device=None, bias_dtype: torch.dtype = torch.float32,
-                 act_order: bool = False):
+                 act_order: bool = False, activation: str | None = None):
         super().__init__()
+        self.activation = epilogue_activation_name("Int4Linear", activation)
         if group_size not in reference.INT4_GROUP_SIZES:
             raise ValueError(f"Int4Linear: group_size must be one of {reference.INT4_GROUP_SIZES}, got {group_size}")
         if in_features % group_size:
@@ -44,8 +48,10 @@ class Int4Linear(nn.Module):
         self.register_buffer("input_perm", torch.arange(in_features, device=device) if act_order else None)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, group_size: int = 128, zero_point: bool = True) -> "Int4Linear":
-        """Quantize an nn.Linear's weight group-wise, round to nearest (reference.quantize_int4)."""
+    def from_linear(cls, linear: nn.Linear, group_size: int = 128, zero_point: bool = True,
+                    activation: str | None = None) -> "Int4Linear":
+        """Quantize an nn.Linear's weight group-wise, round to nearest (reference.quantize_int4);
+        ``activation`` as in the constructor."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"Int4Linear.from_linear expects an nn.Linear, got {type(linear).__name__}")
         weight = linear.weight.detach()
@@ -56,18 +62,18 @@ class Int4Linear(nn.Module):
                              f"group_size={group_size}; pick a group size that divides it or leave this layer unquantized")
         packed, scales, zeros = reference.quantize_int4(weight, group_size, zero_point)
         bias = linear.bias.detach() if linear.bias is not None else None
-        return cls.from_quantized(packed, scales, zeros, group_size, bias)
+        return cls.from_quantized(packed, scales, zeros, group_size, bias, activation=activation)
 
     @classmethod
     def from_quantized(cls, packed: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                        group_size: int, bias: torch.Tensor | None = None,
-                       input_perm: torch.Tensor | None = None) -> "Int4Linear":
+                       input_perm: torch.Tensor | None = None, activation: str | None = None) -> "Int4Linear":
         """A layer holding tensors already in the canonical format (copied); ``input_perm``
         (int64 [K]) makes the layer compute ``int4 GEMM(x[..., input_perm])``."""
         n, k = packed.shape[0], packed.shape[1] * 2
         layer = cls(k, n, bias=bias is not None, group_size=group_size, zero_point=zeros is not None,
                     device=packed.device, bias_dtype=bias.dtype if bias is not None else torch.float32,
-                    act_order=input_perm is not None)
+                    act_order=input_perm is not None, activation=activation)
         if input_perm is not None:
             layer.input_perm.copy_(input_perm)
         layer.weight_packed.copy_(packed)
@@ -107,9 +113,11 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_perm is not None:
             x = x.index_select(-1, self.input_perm)
-        return ops.int4_linear(x, self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size, self.bias)
+        return ops.int4_linear(x, self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size, self.bias,
+                               self.activation)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"group_size={self.group_size}, zero_point={self.zero_point}"
-                + (", act_order=True" if self.input_perm is not None else ""))
+                + (", act_order=True" if self.input_perm is not None else "")
+                + (f", activation={self.activation!r}" if self.activation else ""))

@@ -12,6 +12,14 @@ from torch import nn
 from .. import ops, reference
 
 
+def epilogue_activation_name(owner: str, activation: str | None) -> str | None:
+    """Checks a layer's ``activation`` option: None, or one the GEMM applies in its epilogue."""
+    if activation is not None and activation not in reference.EPILOGUE_ACTIVATIONS[1:]:
+        raise ValueError(f"{owner}: activation must be None or one of {reference.EPILOGUE_ACTIVATIONS[1:]} "
+                         f"(applied in the GEMM's epilogue: silu, erf GELU, tanh GELU), got {activation!r}")
+    return activation
+
+
 class _DerivedState(nn.Module):
     """A layer with buffers derived from its saved ones (not saved themselves): they are
     recomputed by _weight_changed after construction and after load_state_dict."""
@@ -28,25 +36,28 @@ class _Int8WeightLinear(_DerivedState):
     """Buffers and constructors shared by the int8-weight layers."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
-                 bias_dtype: torch.dtype = torch.float32):
+                 bias_dtype: torch.dtype = torch.float32, activation: str | None = None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
+        self.activation = epilogue_activation_name(type(self).__name__, activation)
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int8, device=device))
         self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
         self.register_buffer("bias", torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear):
-        """Quantize an nn.Linear's weight per output channel (round to nearest, symmetric)."""
+    def from_linear(cls, linear: nn.Linear, activation: str | None = None):
+        """Quantize an nn.Linear's weight per output channel (round to nearest, symmetric).
+        ``activation`` ("silu", "gelu", "gelu_tanh") makes the layer compute act(linear(x))
+        with the activation applied in the GEMM's epilogue."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{cls.__name__}.from_linear expects an nn.Linear, got {type(linear).__name__}")
         weight = linear.weight.detach()
         q, scale = reference.quantize_per_channel_int8(weight)
         bias = linear.bias.detach() if linear.bias is not None else None
-        return cls._from_int8(q, scale, bias)
+        return cls._from_int8(q, scale, bias, activation)
 
     @classmethod
-    def from_dynamic_quantized(cls, module: nn.Module):
+    def from_dynamic_quantized(cls, module: nn.Module, activation: str | None = None):
         """Reuse the int8 weights of a torch.ao.nn.quantized.dynamic.Linear (what
         torch.ao.quantization.quantize_dynamic produces) without quantizing again."""
         from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
@@ -67,13 +78,13 @@ class _Int8WeightLinear(_DerivedState):
             raise ValueError("the weight has non-zero zero points (asymmetric); bigaccel's int8 weights are symmetric: "
                              "use from_linear on the float layer instead")
         bias = module.bias()
-        return cls._from_int8(w.int_repr(), scale.float(), bias.detach() if bias is not None else None)
+        return cls._from_int8(w.int_repr(), scale.float(), bias.detach() if bias is not None else None, activation)
 
     @classmethod
-    def _from_int8(cls, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+    def _from_int8(cls, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, activation: str | None):
         n, k = q.shape
         layer = cls(k, n, bias=bias is not None, device=q.device,
-                    bias_dtype=bias.dtype if bias is not None else torch.float32)
+                    bias_dtype=bias.dtype if bias is not None else torch.float32, activation=activation)
         layer.weight.copy_(q)
         layer.weight_scale.copy_(scale.reshape(n))
         if bias is not None:
@@ -85,7 +96,8 @@ class _Int8WeightLinear(_DerivedState):
         return reference.dequantize_int8_rowwise(self.weight, self.weight_scale)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+                + (f", activation={self.activation!r}" if self.activation else ""))
 
 
 class Int8Linear(_Int8WeightLinear):
@@ -93,12 +105,14 @@ class Int8Linear(_Int8WeightLinear):
 
     Each forward quantizes the input per token, multiplies in int8 with int32
     accumulation, and applies both scales and the bias in the kernel's epilogue,
-    returning the input's dtype (fp32, bf16 or fp16). Any leading batch dims.
+    returning the input's dtype (fp32, bf16 or fp16). Any leading batch dims. With
+    ``activation`` ("silu", "gelu", "gelu_tanh") it computes act(linear(x)), the
+    activation applied in the same epilogue.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
-                 bias_dtype: torch.dtype = torch.float32):
-        super().__init__(in_features, out_features, bias, device, bias_dtype)
+                 bias_dtype: torch.dtype = torch.float32, activation: str | None = None):
+        super().__init__(in_features, out_features, bias, device, bias_dtype, activation)
         # sum_k w[n, k]: the CPU kernel's u8 x s8 correction. Derived, so not saved.
         self.register_buffer("weight_sum", torch.zeros(out_features, dtype=torch.int32, device=device), persistent=False)
 
@@ -106,7 +120,7 @@ class Int8Linear(_Int8WeightLinear):
         self.weight_sum.copy_(self.weight.sum(1, dtype=torch.int32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.int8_linear(x, self.weight, self.weight_scale, self.weight_sum, self.bias)
+        return ops.int8_linear(x, self.weight, self.weight_scale, self.weight_sum, self.bias, self.activation)
 
 
 class Int8WeightOnlyLinear(_Int8WeightLinear):
@@ -114,4 +128,4 @@ class Int8WeightOnlyLinear(_Int8WeightLinear):
     the weight is dequantized inside the kernel; output in the input's dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.int8_weight_only_linear(x, self.weight, self.weight_scale, self.bias)
+        return ops.int8_weight_only_linear(x, self.weight, self.weight_scale, self.bias, self.activation)

@@ -17,3 +17,12 @@ void run_cpu(const ActArgs& args, bool backward, int64_t total) {
 }
 
 }  // namespace bigaccel::activations
+
+namespace bigaccel::activations {
+
+void run_cpu_columns(const ActArgs& args, int64_t rows, int64_t n0, int64_t n1) {
+  const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(activation_range);
+  for (int64_t r = 0; r < rows; ++r) kernel(args, false, r * args.d + n0, r * args.d + n1);
+}
+
+}  // namespace bigaccel::activations

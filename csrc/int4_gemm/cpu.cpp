@@ -19,12 +19,15 @@ namespace {
 constexpr int64_t kBlockN = 8;
 // Must match kInt4NibbleChunk: the kernels read x (and lay out dequantized tiles) in nibble order.
 constexpr int64_t kNibbleChunk = 32;
+// Must match kInt4FusedMaxRows: up to this M the kernel runs its GEMV, above it the scratch tiles.
+constexpr int64_t kFusedMaxRows = 4;
 }  // namespace
 
 at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
                        const std::optional<at::Tensor>& zeros, int64_t group_size,
-                       const std::optional<at::Tensor>& bias) {
+                       const std::optional<at::Tensor>& bias, const std::string& activation) {
   constexpr const char* op = "int4_mm";
+  const auto act = activations::epilogue_act(activation, op);
   check_device(x, c10::DeviceType::CPU, op, "x");
   const DType out_kind = float_dtype(x, op, "x");
   TORCH_CHECK(group_size == 32 || group_size == 64 || group_size == 128, "bigaccel.int4_mm: group_size must be 32, ",
@@ -62,8 +65,8 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int4_mm_cols);
   // Threads split N in whole scratch blocks.
-  parallel_over_columns(M, N, K, kBlockN, [&](int64_t n0, int64_t n1) {
-    std::vector<float> scratch(M > 4 ? kBlockN * K : 0);
+  parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
+    std::vector<float> scratch(M > kFusedMaxRows ? kBlockN * K : 0);
     kernel(x32.data_ptr<float>(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
            z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
            b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);

@@ -17,6 +17,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "activations/epilogue.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
 #include "int4_gemm/int4_gemm.h"
@@ -91,9 +92,7 @@ __global__ void bias_cast_kernel(const float* __restrict__ acc, const float* __r
   out[i] = cuda::from_float<T>(bias ? acc[i] + bias[i % N] : acc[i]);
 }
 
-}  // namespace
-
-at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
+at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
                         const std::optional<at::Tensor>& zeros_in, int64_t group_size,
                         const std::optional<at::Tensor>& bias_in) {
   constexpr const char* op = "int4_mm";
@@ -160,6 +159,18 @@ at::Tensor int4_mm_cuda(const at::Tensor& x_in, const at::Tensor& packed_in, con
                                                                  static_cast<T*>(out.data_ptr()), M * N, N);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+}  // namespace
+
+// The epilogue activation (activations/epilogue.h) is a pass of its own over the output here.
+at::Tensor int4_mm_cuda(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                        const std::optional<at::Tensor>& zeros, int64_t group_size,
+                        const std::optional<at::Tensor>& bias, const std::string& activation) {
+  const auto act = activations::epilogue_act(activation, "int4_mm");
+  at::Tensor out = int4_mm_gemm(x, packed, scales, zeros, group_size, bias);
+  activations::make_epilogue(act, out, "int4_mm").cuda_all(out);
   return out;
 }
 

@@ -27,8 +27,9 @@ constexpr int64_t kColumnChunk = 16;  // a whole number of every ISA's column ti
 
 at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                        const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
-                       at::ScalarType out_dtype) {
+                       at::ScalarType out_dtype, const std::string& activation) {
   constexpr const char* op = "int8_mm";
+  const auto act = activations::epilogue_act(activation, op);
   check_device(a, c10::DeviceType::CPU, op, "a");
   TORCH_CHECK(a.scalar_type() == at::kChar, "bigaccel.int8_mm: a must be int8, got ", a.scalar_type());
   const auto [M, N, K] = check_int8_weight(op, a, w, w_scale, bias);
@@ -42,7 +43,7 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
-  parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, K, kColumnChunk, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
     kernel(w8.a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
            w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
            out_kind);
@@ -51,8 +52,9 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
 }
 
 at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
-                                   const std::optional<at::Tensor>& bias) {
+                                   const std::optional<at::Tensor>& bias, const std::string& activation) {
   constexpr const char* op = "int8_weight_only_mm";
+  const auto act = activations::epilogue_act(activation, op);
   check_device(x, c10::DeviceType::CPU, op, "x");
   const DType out_kind = float_dtype(x, op, "x");
   const auto [M, N, K] = check_int8_weight(op, x, w, w_scale, bias);
@@ -60,12 +62,13 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   if (M == 0 || N == 0) return out;
   const at::Tensor w_c = w.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
+  const auto epilogue = activations::make_epilogue(act, out, op);
 #if defined(__x86_64__)
   if (out_kind == DType::BF16 && cpu::has_avx512_bf16()) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
     auto* op = static_cast<bf16_t*>(out.data_ptr());
-    parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
+    parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
       avx512::int8_weight_only_bf16_cols(xp, M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
                                          b32 ? b32->data_ptr<float>() : nullptr, op);
     });
@@ -74,7 +77,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
 #endif
   const at::Tensor x32 = x.to(at::kFloat).contiguous();
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
-  parallel_over_columns(M, N, K, kColumnChunk, [&](int64_t n0, int64_t n1) {
+  parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
            b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
   });

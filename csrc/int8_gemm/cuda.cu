@@ -18,8 +18,10 @@
 #include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 
+#include "activations/epilogue.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
 #include "hopper_kernels.h"
@@ -161,11 +163,8 @@ std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
 
 const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 
-}  // namespace
-
-at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& w_in,
-                        const at::Tensor& w_scale_in, const std::optional<at::Tensor>& /*w_sum: CPU only*/,
-                        const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& w_in,
+                        const at::Tensor& w_scale_in, const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
   constexpr const char* op = "int8_mm";
   check_device(a_in, c10::DeviceType::CUDA, op, "a");
   TORCH_CHECK(a_in.scalar_type() == at::kChar, "bigaccel.", op, ": a must be int8, got ", a_in.scalar_type());
@@ -221,7 +220,7 @@ at::Tensor int8_mm_cuda(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
   return out;
 }
 
-at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& w_scale_in,
+at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& w_scale_in,
                                     const std::optional<at::Tensor>& bias) {
   constexpr const char* op = "int8_weight_only_mm";
   check_device(x_in, c10::DeviceType::CUDA, op, "x");
@@ -256,6 +255,26 @@ at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x_in, const at::Tensor& w_
                                                      ptr_or_null(b32), static_cast<T*>(out.data_ptr()), total, N);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+  return out;
+}
+
+}  // namespace
+
+// The epilogue activation (activations/epilogue.h) is a pass of its own over the output here.
+at::Tensor int8_mm_cuda(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
+                        const std::optional<at::Tensor>& /*w_sum: CPU only*/, const std::optional<at::Tensor>& bias,
+                        at::ScalarType out_dtype, const std::string& activation) {
+  const auto act = activations::epilogue_act(activation, "int8_mm");
+  at::Tensor out = int8_mm_gemm(a, a_scale, w, w_scale, bias, out_dtype);
+  activations::make_epilogue(act, out, "int8_mm").cuda_all(out);
+  return out;
+}
+
+at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
+                                    const std::optional<at::Tensor>& bias, const std::string& activation) {
+  const auto act = activations::epilogue_act(activation, "int8_weight_only_mm");
+  at::Tensor out = int8_weight_only_mm_gemm(x, w, w_scale, bias);
+  activations::make_epilogue(act, out, "int8_weight_only_mm").cuda_all(out);
   return out;
 }
 
