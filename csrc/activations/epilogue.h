@@ -26,6 +26,9 @@ struct Epilogue {
   void cpu_columns(int64_t n0, int64_t n1) const {
     if (act) run_cpu_columns(args, rows, n0, n1);
   }
+  void cpu_all() const {  // every element, on the thread pool
+    if (act && rows > 0 && args.d > 0) run_cpu(args, false, rows * args.d);
+  }
   void cuda_all(const at::Tensor& out) const {
     if (act && rows > 0 && args.d > 0) run_cuda(args, false, rows * args.d, out.get_device());
   }

@@ -35,6 +35,27 @@ void parallel_over_columns(int64_t M, int64_t N, int64_t K, int64_t chunk, const
   });
 }
 
+// The large-M path of the weight-only GEMMs: per block of `block_n` output columns,
+// fill(n0, nb, tile) writes the block's weight rows in fp32 into tile [nb, K] (cache
+// resident), torch's fp32 GEMM multiplies x32 [M, K] by it (it blocks over M and K, which a
+// register tile streaming all of x per few columns does not), and finish(n0, acc) turns the
+// fp32 block acc [M, nb] into the final values in place (scales, bias, activation) before
+// one rounding into out.
+template <typename Fill, typename Finish>
+void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, int64_t block_n, const Fill& fill,
+                         const Finish& finish) {
+  const int64_t N = out.size(1), K = x32.size(1);
+  at::Tensor tile = at::empty({std::min(N, block_n), K}, x32.options());
+  for (int64_t n0 = 0; n0 < N; n0 += block_n) {
+    const int64_t nb = std::min(N, n0 + block_n) - n0;
+    at::Tensor block = tile.narrow(0, 0, nb);
+    fill(n0, nb, block);
+    at::Tensor acc = at::mm(x32, block.t());
+    finish(n0, acc);
+    out.narrow(1, n0, nb).copy_(acc);
+  }
+}
+
 // The bias as a contiguous fp32 vector, which every CPU epilogue adds.
 inline std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
   if (!bias) return std::nullopt;

@@ -12,6 +12,9 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64
                             const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
                             int64_t n_end, const float* bias, float* scratch, void* out, bigaccel::DType out_dtype)
 
+BIGACCEL_DECLARE_ISA_KERNEL(void, int4_dequantize_cols, const uint8_t* packed, const float* scales,
+                            const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, float* tile)
+
 namespace bigaccel {
 
 namespace {
@@ -21,6 +24,30 @@ constexpr int64_t kBlockN = 8;
 constexpr int64_t kNibbleChunk = 32;
 // Must match kInt4FusedMaxRows: up to this M the kernel runs its GEMV, above it the scratch tiles.
 constexpr int64_t kFusedMaxRows = 4;
+// From this M on, blocks of kSgemmBlockN columns are dequantized to fp32 (16 MiB at K = 8192:
+// last-level cache) and multiplied by torch's fp32 GEMM. The register tile of cpu_kernel.h
+// re-reads all of x for every 8 columns, which stops fitting in cache as M grows (0.6x
+// F.linear fp32 at M = 1024, 4096 x 11008, against 1.1x at M = 256).
+constexpr int64_t kSgemmMinRows = 128;
+constexpr int64_t kSgemmBlockN = 512;
+
+void int4_mm_sgemm(const at::Tensor& x32, const at::Tensor& p, const at::Tensor& s, const std::optional<at::Tensor>& z,
+                   int64_t group_size, const std::optional<at::Tensor>& b32, std::optional<Act> act, at::Tensor& out) {
+  const int64_t K = x32.size(1);
+  const auto dequantize = BIGACCEL_SELECT_ISA_KERNEL(int4_dequantize_cols);
+  weight_blocks_sgemm(
+      x32, out, kSgemmBlockN,
+      [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x32
+        parallel_over_columns(1, nb, K, kBlockN, [&](int64_t c0, int64_t c1) {
+          dequantize(p.data_ptr<uint8_t>(), s.data_ptr<float>(), z ? z->data_ptr<uint8_t>() : nullptr, K, group_size,
+                     n0 + c0, n0 + c1, tile.data_ptr<float>() + c0 * K);
+        });
+      },
+      [&](int64_t n0, at::Tensor& acc) {
+        if (b32) acc.add_(b32->narrow(0, n0, acc.size(1)));
+        activations::make_epilogue(act, acc, "int4_mm").cpu_all();
+      });
+}
 }  // namespace
 
 at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
@@ -63,6 +90,10 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const at::Tensor p = packed.contiguous(), s = scales.contiguous();
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
+  if (M >= kSgemmMinRows) {
+    int4_mm_sgemm(x32.view({M, K}), p, s, z, group_size, b32, act, out);
+    return out;
+  }
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int4_mm_cols);
   // Threads split N in whole scratch blocks.
   parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {

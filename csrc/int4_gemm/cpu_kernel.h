@@ -12,7 +12,7 @@
 //   into k order (which made the AVX2 loop shuffle-bound at ~3 GB/s). Per group
 //   acc_g += x * (code - zero) over independent accumulator chains, then
 //   acc += acc_g * scale, one horizontal sum per output.
-// Larger M: a block of kBlockN columns is dequantized (the same unpacking) into an fp32
+// Larger M (up to the host's kSgemmMinRows): a block of kBlockN columns is dequantized (the same unpacking) into an fp32
 //   scratch tile (kBlockN * K * 4 bytes, cache resident), k in nibble order like x, and
 //   reused across all M rows with a 4 x 2 register tile of dot products.
 #pragma once
@@ -178,6 +178,13 @@ void int4_mm_cols(const float* x, int64_t M, int64_t K, const uint8_t* packed, c
   with_element_type(out_dtype, [&](auto tag) {
     int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<decltype(tag)*>(out));
   });
+}
+
+// Columns [n0, n1) dequantized into tile[(n - n0) * K + k'], k' in nibble order: the large-M
+// path multiplies such tiles with torch's fp32 GEMM (cpu.cpp).
+void int4_dequantize_cols(const uint8_t* packed, const float* scales, const uint8_t* zeros, int64_t K,
+                          int64_t group_size, int64_t n0, int64_t n1, float* tile) {
+  int4_dequantize_columns(Int4Weight{packed, scales, zeros, K, group_size}, n0, n1, tile);
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -71,7 +71,7 @@ def _cases():
 @pytest.mark.parametrize("op,case", list(_cases()))
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("m", [1, 5, 17])
+@pytest.mark.parametrize("m", [1, 5, 17, 130])  # 130: int4's dequantize + fp32 GEMM path
 def test_epilogue_activation_matches_reference(op, case, activation, dtype, m, use_backend):
     backend, device, isa = case
     if backend == "triton" and device == "cpu" and (m != 5 or dtype == torch.float16):
