@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .int8_gemm import _grid, _store_w8a8
+from .int8_gemm import _grid, _store_w8a8, _store_with_bias
 
 # As in int8_gemm.py: the interpreter's bf16 tl.dot is unreliable, so under it
 # (and for fp32 activations) the dot runs in fp32 ("ieee", no tf32).
@@ -63,10 +63,7 @@ def _sparse24_mm_kernel(x_ptr, values_ptr, meta_ptr, bias_ptr, out_ptr, M, N, K,
             acc += tl.dot(x.to(tl.float32), w.to(tl.float32), input_precision="ieee")
         else:
             acc += tl.dot(x, w.to(x.dtype))
-    if HAS_BIAS:
-        acc = acc + tl.load(bias_ptr + offs_n, mask=offs_n < N, other=0.0).to(tl.float32)[None, :]
-    mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
-    tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(out_ptr.dtype.element_ty), mask=mask)
+    _store_with_bias(out_ptr, acc, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS, -1)
 
 
 @torch.library.triton_op("bigaccel::sparse24_mm_triton", mutates_args=())
