@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from .. import ops, reference
+from .._linear_ops import _epilogue_name
 
 
 def epilogue_activation_name(owner: str, activation: str | None) -> str | None:
-    """Checks a layer's ``activation`` option: None, or one the GEMM applies in its epilogue."""
-    if activation is not None and activation not in reference.EPILOGUE_ACTIVATIONS[1:]:
-        raise ValueError(f"{owner}: activation must be None or one of {reference.EPILOGUE_ACTIVATIONS[1:]} "
-                         f"(applied in the GEMM's epilogue: silu, erf GELU, tanh GELU), got {activation!r}")
+    """Checks a layer's ``activation`` option (None, or one the GEMM applies in its epilogue)."""
+    _epilogue_name(f"nn.{owner}", activation)
     return activation
 
 

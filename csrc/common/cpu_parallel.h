@@ -35,23 +35,31 @@ void parallel_over_columns(int64_t M, int64_t N, int64_t K, int64_t chunk, const
   });
 }
 
-// The large-M path of the weight-only GEMMs: per block of `block_n` output columns,
+// The large-M path of the weight-only GEMMs: per block of kSgemmBlockN output columns,
 // fill(n0, nb, tile) writes the block's weight rows in fp32 into tile [nb, K] (cache
 // resident), torch's fp32 GEMM multiplies x32 [M, K] by it (it blocks over M and K, which a
-// register tile streaming all of x per few columns does not), and finish(n0, acc) turns the
-// fp32 block acc [M, nb] into the final values in place (scales, bias, activation) before
-// one rounding into out.
-template <typename Fill, typename Finish>
-void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, int64_t block_n, const Fill& fill,
-                         const Finish& finish) {
+// register tile streaming all of x per few columns does not), then the block is finished in
+// fp32 in the reference's order (times the per-column scale if any, plus the fp32 bias, the
+// epilogue activation) and rounded once into out.
+// From this M the weight-only GEMMs take this path; 512 columns of fp32 weight are 8 MiB at
+// K = 4096, resident in the last-level cache.
+constexpr int64_t kSgemmMinRows = 128;
+constexpr int64_t kSgemmBlockN = 512;
+
+template <typename Fill>
+void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fill,
+                         const std::optional<at::Tensor>& column_scale, const std::optional<at::Tensor>& bias_f32,
+                         std::optional<Act> act, const char* op) {
   const int64_t N = out.size(1), K = x32.size(1);
-  at::Tensor tile = at::empty({std::min(N, block_n), K}, x32.options());
-  for (int64_t n0 = 0; n0 < N; n0 += block_n) {
-    const int64_t nb = std::min(N, n0 + block_n) - n0;
+  at::Tensor tile = at::empty({std::min(N, kSgemmBlockN), K}, x32.options());
+  for (int64_t n0 = 0; n0 < N; n0 += kSgemmBlockN) {
+    const int64_t nb = std::min(N, n0 + kSgemmBlockN) - n0;
     at::Tensor block = tile.narrow(0, 0, nb);
     fill(n0, nb, block);
     at::Tensor acc = at::mm(x32, block.t());
-    finish(n0, acc);
+    if (column_scale) acc.mul_(column_scale->narrow(0, n0, nb));
+    if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
+    activations::make_epilogue(act, acc, op).cpu_all();
     out.narrow(1, n0, nb).copy_(acc);
   }
 }

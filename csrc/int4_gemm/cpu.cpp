@@ -24,30 +24,26 @@ constexpr int64_t kBlockN = 8;
 constexpr int64_t kNibbleChunk = 32;
 // Must match kInt4FusedMaxRows: up to this M the kernel runs its GEMV, above it the scratch tiles.
 constexpr int64_t kFusedMaxRows = 4;
-// From this M on, blocks of kSgemmBlockN columns are dequantized to fp32 (16 MiB at K = 8192:
-// last-level cache) and multiplied by torch's fp32 GEMM. The register tile of cpu_kernel.h
-// re-reads all of x for every 8 columns, which stops fitting in cache as M grows (0.6x
-// F.linear fp32 at M = 1024, 4096 x 11008, against 1.1x at M = 256).
-constexpr int64_t kSgemmMinRows = 128;
-constexpr int64_t kSgemmBlockN = 512;
+// From kSgemmMinRows (cpu_parallel.h), blocks of columns are dequantized to fp32 and multiplied
+// by torch's fp32 GEMM. The register tile of cpu_kernel.h re-reads all of x for every 8
+// columns, which stops fitting in cache as M grows (0.6x F.linear fp32 at M = 1024,
+// 4096 x 11008, against 1.1x at M = 256).
 
 void int4_mm_sgemm(const at::Tensor& x32, const at::Tensor& p, const at::Tensor& s, const std::optional<at::Tensor>& z,
                    int64_t group_size, const std::optional<at::Tensor>& b32, std::optional<Act> act, at::Tensor& out) {
   const int64_t K = x32.size(1);
   const auto dequantize = BIGACCEL_SELECT_ISA_KERNEL(int4_dequantize_cols);
   weight_blocks_sgemm(
-      x32, out, kSgemmBlockN,
+      x32, out,
       [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x32
         parallel_over_columns(1, nb, K, kBlockN, [&](int64_t c0, int64_t c1) {
           dequantize(p.data_ptr<uint8_t>(), s.data_ptr<float>(), z ? z->data_ptr<uint8_t>() : nullptr, K, group_size,
                      n0 + c0, n0 + c1, tile.data_ptr<float>() + c0 * K);
         });
       },
-      [&](int64_t n0, at::Tensor& acc) {
-        if (b32) acc.add_(b32->narrow(0, n0, acc.size(1)));
-        activations::make_epilogue(act, acc, "int4_mm").cpu_all();
-      });
+      std::nullopt, b32, act, "int4_mm");
 }
+
 }  // namespace
 
 at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,

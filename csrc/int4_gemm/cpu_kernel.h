@@ -12,9 +12,9 @@
 //   into k order (which made the AVX2 loop shuffle-bound at ~3 GB/s). Per group
 //   acc_g += x * (code - zero) over independent accumulator chains, then
 //   acc += acc_g * scale, one horizontal sum per output.
-// Larger M (up to the host's kSgemmMinRows): a block of kBlockN columns is dequantized (the same unpacking) into an fp32
-//   scratch tile (kBlockN * K * 4 bytes, cache resident), k in nibble order like x, and
-//   reused across all M rows with a 4 x 2 register tile of dot products.
+// Larger M (below the host's kSgemmMinRows): a block of kBlockN columns is dequantized
+//   (the same unpacking) into an fp32 scratch tile (kBlockN * K * 4 bytes, cache resident),
+//   k in nibble order like x, and reused across all M rows with a 4 x 2 register tile.
 #pragma once
 
 #include "common/vec.h"

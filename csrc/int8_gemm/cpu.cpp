@@ -24,11 +24,6 @@ void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int
 namespace bigaccel {
 
 constexpr int64_t kColumnChunk = 16;  // a whole number of every ISA's column tiles
-// W8A16 from this M on: weight blocks converted exactly to fp32 and torch's fp32 GEMM
-// (weight_blocks_sgemm), then the scale and bias in the reference's order. The register
-// tile re-reads all of x per column chunk (0.71-0.76x F.linear fp32 at M >= 256).
-constexpr int64_t kSgemmMinRows = 128;
-constexpr int64_t kSgemmBlockN = 512;
 
 at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                        const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
@@ -81,16 +76,13 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   }
 #endif
   const at::Tensor x32 = x.to(at::kFloat).contiguous();
+  // Large M: weight blocks converted exactly to fp32 and torch's fp32 GEMM. The register tile
+  // re-reads all of x per column chunk (0.71-0.76x F.linear fp32 at M >= 256).
   if (M >= kSgemmMinRows) {
     weight_blocks_sgemm(
-        x32, out, kSgemmBlockN,
+        x32, out,
         [&](int64_t n0, int64_t nb, at::Tensor& tile) { tile.copy_(w_c.narrow(0, n0, nb)); },  // int8: exact in fp32
-        [&](int64_t n0, at::Tensor& acc) {
-          const int64_t nb = acc.size(1);
-          acc.mul_(w_s.narrow(0, n0, nb));
-          if (b32) acc.add_(b32->narrow(0, n0, nb));
-          activations::make_epilogue(act, acc, op).cpu_all();
-        });
+        w_s, b32, act, op);
     return out;
   }
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
