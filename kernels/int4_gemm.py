@@ -14,7 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .activations import epilogue, epilogue_code
+from .activations import epilogue_code
+from .int8_gemm import _store_with_bias
 
 _INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -56,11 +57,7 @@ def _int4_mm_kernel(x_ptr, packed_ptr, scales_ptr, zeros_ptr, bias_ptr, out_ptr,
             part = tl.dot(x, w.to(x.dtype))
         scale = tl.load(scales_ptr + offs_n * groups + g, mask=mask_n, other=0.0)
         acc += part * scale[None, :]
-    if HAS_BIAS:
-        acc = acc + tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    acc = epilogue(acc, ACT)
-    tl.store(out_ptr + offs_m[:, None] * N + offs_n[None, :], acc.to(out_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    _store_with_bias(out_ptr, acc, bias_ptr, offs_m, offs_n, M, N, HAS_BIAS, ACT)
 
 
 @torch.library.triton_op("bigaccel::int4_mm_triton", mutates_args=())
