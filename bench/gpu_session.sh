@@ -20,8 +20,8 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} BIGACCEL_BUILD_CUDA=1
 export MAX_JOBS=${MAX_JOBS:-$(nproc)} BIGACCEL_EXPECT_CUDA_EXTENSION=1
 export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --ptxas-options=-v"  # registers, spills and shared memory, in build.log
-# The kernels written without a GPU (the int4 tensor-core GEMM, the sm_90a W8A8 GEMM) are off
-# by default until they have passed the GPU tests: a session tests and times them
+# The kernels written without a GPU (the int4 tensor-core GEMM, the sm_90a W8A8 GEMM, the CUTLASS
+# 2:4 GEMMs) are off by default until they have passed the GPU tests: a session tests and times them
 # (BIGACCEL_UNVERIFIED_KERNELS=0 times the verified paths instead).
 export BIGACCEL_UNVERIFIED_KERNELS=${BIGACCEL_UNVERIFIED_KERNELS:-1}
 PY=${PYTHON:-python3}
@@ -30,7 +30,7 @@ PY=${PYTHON:-python3}
 #   BIGACCEL_SKIP_CPU_EXTENSION=1 TEST_PATHS="tests/ops tests/test_gpu.py" TEST_K="triton-gpu or test_gpu" \
 #   BENCH_OPS="int8_linear int4_linear" T_E2E=0 bench/gpu_session.sh OUTDIR
 # The build has more room since _C_hopper (a CUTLASS 3 unit, built for 9.0a) joined it.
-T_BUILD=${T_BUILD:-300} T_TESTS=${T_TESTS:-150} T_BENCH=${T_BENCH:-150} T_E2E=${T_E2E:-60}
+T_BUILD=${T_BUILD:-300} T_TESTS=${T_TESTS:-150} T_BENCH=${T_BENCH:-150} T_E2E=${T_E2E:-60} T_BENCH8K=${T_BENCH8K:-60}
 # avx512: the lent GPU machines' CPUs (Xeon) have AVX-512, which CI's and the developers'
 # machines lack, so the AVX-512 tiers of the CPU kernels run there or nowhere.
 TEST_PATHS=${TEST_PATHS:-tests} TEST_K=${TEST_K:-gpu or cuda or avx512}
@@ -67,5 +67,8 @@ step info 60 $PY -m bigaccel.cli info
   -n "$(( $(nproc) < 16 ? $(nproc) : 16 ))" -k "$TEST_K" --tb=short
 [ "$T_BENCH" = 0 ] || step bench "$T_BENCH" $PY -m bigaccel.cli bench --budget 0.05 --json "$out/bench.json" \
   $(printf -- '--op %s ' $BENCH_OPS)
+# The 8192^3 GEMM that the W8A8 (1.6x bf16) and 2:4 (1.3x bf16) targets name.
+[ "$T_BENCH8K" = 0 ] || step bench "$T_BENCH8K" $PY -m bigaccel.cli bench --budget 0.05 --models 8k \
+  --json "$out/bench8k.json" --op int8_linear --op sparse24_linear
 [ "$T_E2E" = 0 ] || step e2e "$T_E2E" $PY -m bigaccel.cli bench --op e2e --json "$out/e2e.json"
 echo "== done in $SECONDS s"

@@ -28,14 +28,15 @@ def _declare(schema: str, fake: Callable, ref: Callable, compiled: tuple[str, ..
     return name
 
 
+def _triton_op(name: str, module: str | None = None) -> Callable:
+    """bigaccel::<name>_triton, defined (on first use) in kernels/<module>.py."""
+    importlib.import_module(f"bigaccel.kernels.{module or name}")
+    return getattr(torch.ops.bigaccel, f"{name}_triton")
+
+
 def _triton(name: str, module: str | None = None) -> None:
-    """Register bigaccel::<name>_triton, defined in kernels/<module>.py, as the op's Triton backend."""
-
-    def load():
-        importlib.import_module(f"bigaccel.kernels.{module or name}")
-        return getattr(torch.ops.bigaccel, f"{name}_triton")
-
-    backends.register(name, "triton", load)
+    """Register bigaccel::<name>_triton as the op's Triton backend."""
+    backends.register(name, "triton", lambda: _triton_op(name, module))
 
 
 _FLOATS = (torch.float32, torch.bfloat16, torch.float16)

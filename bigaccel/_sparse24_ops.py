@@ -5,11 +5,13 @@ and gradient w.r.t. the input (the frozen-layer base of _linear_ops.py).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
-from . import backends, reference
+from . import _extension, backends, reference
 from ._linear_ops import _check_w_sum, _FrozenLinearGrad, _wants_grad, quantize_per_token
-from ._registry import _FLOATS, _check_activation, _declare, _triton
+from ._registry import _FLOATS, _LIB, _check_activation, _declare, _triton, _triton_op
 
 # ---------------------------------------------------------------------------
 # 2:4 semi-structured sparse GEMM: x [M, K] against the compressed weight of
@@ -30,9 +32,9 @@ def _sparse24_mm_ref(x, values, meta, k, bias=None):
     return out.to(x.dtype)
 
 
-# No CUDA kernel yet: on a GPU the Triton kernel runs (see `bigaccel info`).
-_declare("sparse24_mm(Tensor x, Tensor values, Tensor meta, int k, Tensor? bias=None) -> Tensor",
-         _sparse24_mm_fake, _sparse24_mm_ref, compiled=("cpu",))
+# CUDA: the CUTLASS kernel below where it applies (BIGACCEL_UNVERIFIED_KERNELS=1), else Triton.
+_SPARSE24_MM_ARGS = "(Tensor x, Tensor values, Tensor meta, int k, Tensor? bias=None) -> Tensor"
+_declare("sparse24_mm" + _SPARSE24_MM_ARGS, _sparse24_mm_fake, _sparse24_mm_ref, compiled=("cpu",))
 _triton("sparse24_mm", "sparse24_gemm")
 
 
@@ -103,14 +105,11 @@ def _sparse24_int8_mm_ref(a, a_scale, values, meta, k, w_scale, w_sum=None, bias
     return reference.int8_mm(a, a_scale, reference.decompress_2_4(values, meta, k), w_scale, bias, out_dtype)
 
 
-# As sparse24_mm: no CUDA kernel yet, the Triton kernel serves GPUs.
-_declare(
-    "sparse24_int8_mm(Tensor a, Tensor a_scale, Tensor values, Tensor meta, int k, Tensor w_scale, "
-    "Tensor? w_sum=None, Tensor? bias=None, ScalarType out_dtype=float) -> Tensor",
-    _sparse24_int8_mm_fake,
-    _sparse24_int8_mm_ref,
-    compiled=("cpu",),
-)
+# CUDA as for sparse24_mm.
+_SPARSE24_INT8_MM_ARGS = ("(Tensor a, Tensor a_scale, Tensor values, Tensor meta, int k, Tensor w_scale, "
+                          "Tensor? w_sum=None, Tensor? bias=None, ScalarType out_dtype=float) -> Tensor")
+_declare("sparse24_int8_mm" + _SPARSE24_INT8_MM_ARGS, _sparse24_int8_mm_fake, _sparse24_int8_mm_ref,
+         compiled=("cpu",))
 _triton("sparse24_int8_mm", "sparse24_gemm")
 
 
@@ -163,3 +162,57 @@ def sparse24_int8_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tens
     else:
         out = _sparse24_int8_matmul(x2d, values, meta, k, w_scale, w_sum, bias)
     return out.reshape(*x.shape[:-1], values.shape[0])
+
+
+# ---------------------------------------------------------------------------
+# CUDA: CUTLASS's 2:4 sparse tensor-core GEMMs (csrc/sparse24_gemm/cutlass_sparse24.cu)
+# for the shapes they take, the Triton kernel for the rest. Internal ops with the
+# public ops' schemas. Written without a GPU to run on, so they serve the public ops
+# only with BIGACCEL_UNVERIFIED_KERNELS=1 until tests/test_gpu.py has passed on one.
+# ---------------------------------------------------------------------------
+
+# Below this many rows the tensor cores would mostly multiply padding (the kernel
+# pads M to 8 or 16 columns of its 128-wide tile): the Triton kernel's GEMV-like
+# tiles serve decode batches.
+CUTLASS_MIN_ROWS = 9
+
+
+def _cutlass_takes_float(x, values, meta, k, bias=None):
+    return (x.dtype in (torch.bfloat16, torch.float16) and values.dtype == x.dtype and x.shape[0] >= CUTLASS_MIN_ROWS
+            and values.shape[0] % 32 == 0 and k % 64 == 0)
+
+
+def _cutlass_takes_int8(a, a_scale, values, meta, k, *rest):
+    return a.shape[0] >= CUTLASS_MIN_ROWS and values.shape[0] % 16 == 0 and k % 128 == 0
+
+
+def _cutlass_built() -> bool:
+    ext = _extension.load()["cuda"]
+    return ext.loaded and hasattr(ext.module, "sparse24_cutlass_meta_offsets")
+
+
+def _register_cutlass(name: str, args_schema: str, fake, ref, takes) -> None:
+    _LIB.define(f"{name}_cutlass{args_schema}")
+    torch.library.register_fake(f"bigaccel::{name}_cutlass", fake, lib=_LIB)
+
+    def load():
+        try:
+            rest = _triton_op(name, "sparse24_gemm")
+        except ImportError:  # no triton: the reference takes the shapes CUTLASS does not
+            rest = ref
+        if not _cutlass_built():  # the CUDA extension was built without nvidia-cutlass
+            return rest
+        cutlass = getattr(torch.ops.bigaccel, f"{name}_cutlass")
+
+        def run(*args):
+            return cutlass(*args) if takes(*args) else rest(*args)
+
+        return run
+
+    if os.environ.get("BIGACCEL_UNVERIFIED_KERNELS") == "1":
+        backends.register(name, "cuda", load)
+
+
+_register_cutlass("sparse24_mm", _SPARSE24_MM_ARGS, _sparse24_mm_fake, _sparse24_mm_ref, _cutlass_takes_float)
+_register_cutlass("sparse24_int8_mm", _SPARSE24_INT8_MM_ARGS, _sparse24_int8_mm_fake, _sparse24_int8_mm_ref,
+                  _cutlass_takes_int8)

@@ -27,7 +27,7 @@ def _print_info(data: dict) -> None:
     if cuda["built"]:
         state = "on" if cuda.get("unverified_kernels") else "off (BIGACCEL_UNVERIFIED_KERNELS=1 turns them on)"
         print(f"  cuda: kernels not yet run on a GPU (int4 tensor-core GEMM for M > 8; sm_90a W8A8 GEMM"
-              f"{'' if cuda.get('hopper_module') else ', not built'}): {state}")
+              f"{'' if cuda.get('hopper_module') else ', not built'}; CUTLASS 2:4 GEMMs for M > 8): {state}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="CPU threads (default: every CPU available)")
     p.add_argument("--models", default="7b", metavar="LIST",
                    help="weight shapes of the linear families: a comma list of 7b (Llama-2-7B, the default), 13b "
-                        "(Llama-2-13B) and small (TinyLlama-1.1B); --quick uses one small shape")
+                        "(Llama-2-13B), small (TinyLlama-1.1B) and 8k (8192x8192, adding M=8192: the 8192^3 GEMM, for "
+                        "GPUs); --quick uses one small shape")
     p.add_argument("--e2e-model", choices=["tiny", "small", "llama2-7b"],
                    help="end-to-end model (default: llama2-7b on GPU, small on CPU, tiny with --quick)")
     p.set_defaults(func=cmd_bench)

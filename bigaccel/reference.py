@@ -289,13 +289,14 @@ def compress_2_4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
       int32 with 8 groups for int8 values), lowest group in the lowest bits, then
       scatters the words into CUTLASS's ColumnMajorInterleaved<2> order with rows
       interleaved in blocks of 32 (16 for int32) and 2x2 swizzles. Our bytes read as
-      little-endian int16 should be those words before the reordering; the
-      round trip through torch's layout is not tested here (it needs a GPU).
+      little-endian int16 (int32) are those words before the reordering; bigaccel's
+      CUDA kernel reorders them per call (csrc/sparse24_gemm/cutlass_sparse24.cu),
+      and tests/ops/test_sparse24_gemm.py checks on the CPU that the result equals
+      torch's metadata for bf16, fp16 and int8.
     - Unverified: for float32 values torch's CUTLASS path uses the tf32 1:2 pattern
       on pairs; whether a general 2:4 mask maps onto it has not been checked.
-    - Values: ours are ``[N, K/2]``, the kept values of each row in k order; torch's
-      CUTLASS path keeps its packed values in that shape and order too (believed from
-      the same source; not verified on a GPU).
+    - Values: ours are ``[N, K/2]``, the kept values of each row in k order, equal to
+      the values torch's CUTLASS path keeps (the same test).
     """
     if weight.dim() != 2 or weight.shape[1] % 4:
         raise ValueError(f"2:4 needs a 2-D weight with K a multiple of 4, got shape {tuple(weight.shape)}")

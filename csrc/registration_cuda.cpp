@@ -9,6 +9,7 @@
 #include "int8_gemm/int8_gemm.h"
 #include "activations/activations.h"
 #include "quantize_per_token/quantize_per_token.h"
+#include "sparse24_gemm/sparse24_gemm.h"
 
 #ifndef BIGACCEL_HAVE_CUTLASS
 #define BIGACCEL_HAVE_CUTLASS 0
@@ -25,6 +26,14 @@ TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) {
 }
 
 TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) { BIGACCEL_REGISTER_ACTIVATIONS(m, CUDA); }
+
+#if BIGACCEL_HAVE_CUTLASS
+// Internal ops: bigaccel/_sparse24_ops.py routes the shapes they take to them.
+TORCH_LIBRARY_IMPL(bigaccel, CUDA, m) {
+  m.impl("sparse24_mm_cutlass", &bigaccel::sparse24_mm_cutlass);
+  m.impl("sparse24_int8_mm_cutlass", &bigaccel::sparse24_int8_mm_cutlass);
+}
+#endif
 
 namespace bigaccel {
 namespace {
@@ -45,4 +54,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     bigaccel::attach_hopper_kernels(reinterpret_cast<const bigaccel::HopperKernels*>(address));
   });
   m.def("hopper_kernels_attached", [] { return bigaccel::hopper_kernels() != nullptr; });
+#if BIGACCEL_HAVE_CUTLASS
+  m.def("sparse24_cutlass_meta_offsets", &bigaccel::sparse24_cutlass_meta_offsets,
+        "Where CUTLASS's 2:4 metadata reordering puts each word of a [rows, cols] matrix (row-major list)");
+#endif
 }

@@ -137,3 +137,57 @@ def test_hopper_kernels_are_attached_on_hopper_when_built():
         pytest.skip("needs an sm_90 GPU and a build that includes 9.0a")
     assert exts["hopper"].loaded, exts["hopper"].reason
     assert exts["cuda"].module.hopper_kernels_attached()
+
+
+# ---------------------------------------------------------------------------
+# The CUTLASS 2:4 sparse tensor-core kernels, called directly at awkward M (the public
+# ops route only M >= CUTLASS_MIN_ROWS with aligned N and K to them)
+# ---------------------------------------------------------------------------
+
+
+def _cutlass_or_skip():
+    from bigaccel import _sparse24_ops
+
+    if not _sparse24_ops._cutlass_built():
+        pytest.skip("the CUDA extension was built without nvidia-cutlass")
+
+
+@pytest.mark.parametrize("nk", [(64, 128), (96, 320)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("m", [1, 3, 17, 64, 200])
+def test_cutlass_sparse24_matches_masked_dense(m, dtype, nk):
+    _cutlass_or_skip()
+    n, k = nk
+    x, w, values, meta, b = test_sparse24_gemm._data(m, n, k, dtype, seed=m)
+    out = torch.ops.bigaccel.sparse24_mm_cutlass(x.cuda(), values.cuda(), meta.cuda(), k, b.cuda())
+    test_sparse24_gemm._check(out.cpu(), x, w, b)
+    no_bias = torch.ops.bigaccel.sparse24_mm_cutlass(x.cuda(), values.cuda(), meta.cuda(), k, None)
+    test_sparse24_gemm._check(no_bias.cpu(), x, w, torch.zeros(n))
+
+
+@pytest.mark.parametrize("nk", [(32, 128), (48, 384)], ids=str)
+@pytest.mark.parametrize("out_dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("m", [1, 3, 17, 64, 200])
+def test_cutlass_sparse24_int8_matches_the_dense_int8_reference(m, out_dtype, nk):
+    _cutlass_or_skip()
+    n, k = nk
+    a, a_scale, values, meta, w_scale, b = test_sparse24_gemm._int8_data(m, n, k, seed=m)
+    out = torch.ops.bigaccel.sparse24_int8_mm_cutlass(a.cuda(), a_scale.cuda(), values.cuda(), meta.cuda(), k,
+                                                       w_scale.cuda(), None, b.cuda(), out_dtype).cpu()
+    ref = reference.int8_mm(a, a_scale, reference.decompress_2_4(values, meta, k), w_scale, b, out_dtype)
+    assert out.dtype == out_dtype and out.shape == (m, n)
+    tol = 2 * torch.finfo(out_dtype).eps * (ref.double().abs() + b.double().abs()) + 1e-30
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out.double() - ref.double()).abs().max()
+
+
+def test_cutlass_sparse24_opcheck_and_errors():
+    _cutlass_or_skip()
+    x, _, values, meta, b = test_sparse24_gemm._data(17, 64, 128, torch.bfloat16)
+    torch.library.opcheck(torch.ops.bigaccel.sparse24_mm_cutlass.default, _cuda((x, values, meta, 128, b)))
+    a, a_scale, values8, meta8, w_scale, b8 = test_sparse24_gemm._int8_data(17, 32, 128)
+    torch.library.opcheck(torch.ops.bigaccel.sparse24_int8_mm_cutlass.default,
+                          _cuda((a, a_scale, values8, meta8, 128, w_scale, None, b8, torch.bfloat16)))
+    with pytest.raises(RuntimeError, match="N a multiple of 32"):
+        torch.ops.bigaccel.sparse24_mm_cutlass(*_cuda((x, values[:40], meta[:40], 128, None)))
+    with pytest.raises(RuntimeError, match="bfloat16 or float16 x and values of the same dtype"):
+        torch.ops.bigaccel.sparse24_mm_cutlass(*_cuda((x.float(), values, meta, 128, None)))

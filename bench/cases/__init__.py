@@ -23,7 +23,10 @@ MODEL_SHAPES = {
     "7b": [(4096, 4096), (11008, 4096), (4096, 11008)],    # Llama-2-7B
     "13b": [(5120, 5120), (13824, 5120), (5120, 13824)],   # Llama-2-13B
     "small": [(2048, 2048), (5632, 2048), (2048, 5632)],   # TinyLlama-1.1B
+    "8k": [(8192, 8192)],  # the square GEMM of the GPU targets (8192^3): a GPU run, M up to 8192
 }
+# M values a model's shapes add to the usual ones.
+MODEL_EXTRA_MS = {"8k": [8192]}
 QUICK_SHAPES = [(2048, 2048)]
 TOY_SHAPES = [(48, 64)]
 
@@ -48,7 +51,10 @@ class BenchConfig:
     def ms(self) -> list[int]:
         if self.toy:
             return [1, 3]
-        return [1, 16, 256] if self.quick else [1, 4, 16, 64, 256, 1024]
+        if self.quick:
+            return [1, 16, 256]
+        extra = sorted({m for model in self.models for m in MODEL_EXTRA_MS.get(model, [])})
+        return [1, 4, 16, 64, 256, 1024] + extra
 
     @property
     def dtypes(self) -> dict[str, torch.dtype]:

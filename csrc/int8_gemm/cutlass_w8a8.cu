@@ -12,59 +12,29 @@
 #include <cutlass/gemm/kernel/default_gemm_universal_with_visitor.h>
 #include <cutlass/epilogue/threadblock/fusion/visitors.hpp>
 
+#include "common/cutlass_scaled_epilogue.h"
 #include "int8_gemm/cutlass_w8a8.h"
 
 namespace bigaccel::cutlass_w8a8 {
 namespace {
 
-using namespace cute;
-namespace tb = cutlass::epilogue::threadblock;
-
 template <typename Out, typename TileShape, typename WarpShape, int kStages>
 struct ScaledInt8Gemm {
-  // The epilogue's thread map is laid out for fp32 (the compute type) in 16-byte
-  // vectors whatever the output type, the layout CUTLASS's own scaled-GEMM users
-  // run; a bf16/fp16 output is then stored 4 elements (8 bytes) at a time.
-  using ThreadMap = tb::OutputTileThreadLayout<TileShape, WarpShape, float, 4, 1>;
-
-  using Acc = tb::VisitorAccFetch;
-  using AScale = tb::VisitorColBroadcast<ThreadMap, float, Stride<_1, _0, int64_t>>;  // one per row m
-  using WScale = tb::VisitorRowBroadcast<ThreadMap, float, Stride<_0, _1, int64_t>>;  // one per column n
-  using Bias = tb::VisitorRowBroadcast<ThreadMap, float, Stride<_0, _1, int64_t>>;    // null -> 0
-  template <template <class> class Fn, typename T>
-  using Compute = tb::VisitorCompute<Fn, T, float, cutlass::FloatRoundStyle::round_to_nearest>;
-
-  using Scale = tb::Sm80EVT<Compute<cutlass::multiplies, float>, AScale, WScale>;
-  using Scaled = tb::Sm80EVT<Compute<cutlass::multiplies, float>, Acc, Scale>;
-  using Biased = tb::Sm80EVT<Compute<cutlass::plus, Out>, Scaled, Bias>;
-  using Store = tb::VisitorAuxStore<ThreadMap, Out, cutlass::FloatRoundStyle::round_to_nearest,
-                                    Stride<int64_t, _1, int64_t>>;
-  using Epilogue = tb::Sm80EVT<Store, Biased>;
+  // Rows are tokens (a_scale), columns output channels (w_scale, bias).
+  using Epilogue = cutlass_epilogue::ScaledBias<TileShape, WarpShape, Out, /*kBiasPerRow=*/false>;
 
   using Kernel = typename cutlass::gemm::kernel::DefaultGemmWithVisitor<
       int8_t, cutlass::layout::RowMajor, cutlass::ComplexTransform::kNone, 16,     // A = activations [M, K]
       int8_t, cutlass::layout::ColumnMajor, cutlass::ComplexTransform::kNone, 16,  // B = weight [N, K] as K x N
       float, cutlass::layout::RowMajor, 4, int32_t, float, cutlass::arch::OpClassTensorOp,
-      cutlass::arch::Sm80, TileShape, WarpShape, cutlass::gemm::GemmShape<16, 8, 32>, Epilogue,
+      cutlass::arch::Sm80, TileShape, WarpShape, cutlass::gemm::GemmShape<16, 8, 32>, typename Epilogue::Tree,
       cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<8>, kStages,
       cutlass::arch::OpMultiplyAddSaturate, 1>::GemmKernel;
   using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
 
   static cudaError_t run(const int8_t* a, const float* a_scale, const int8_t* w, const float* w_scale,
                          const float* bias, Out* out, int64_t M, int64_t N, int64_t K, cudaStream_t stream) {
-    const int64_t mn = M * N;
-    typename Epilogue::Arguments epilogue{
-        {
-            {
-                {},                                                     // Acc
-                {{a_scale, 0.0f, {_1{}, _0{}, M}}, {w_scale, 0.0f, {_0{}, _1{}, N}}, {}},  // Scale
-                {},                                                     // multiplies
-            },
-            {bias, 0.0f, {_0{}, _1{}, N}},  // Bias (nullptr reads as 0)
-            {},                             // plus
-        },
-        {out, {N, _1{}, mn}},  // Store
-    };
+    auto epilogue = Epilogue::arguments(a_scale, w_scale, bias, out, M, N);
     typename Gemm::Arguments args(cutlass::gemm::GemmUniversalMode::kGemm,
                                   {static_cast<int>(M), static_cast<int>(N), static_cast<int>(K)}, 1, epilogue, a, w,
                                   nullptr, nullptr, M * K, N * K, 0, 0, K, K, 0, 0);

@@ -7,6 +7,7 @@
 #include "common/cpu_isa.h"
 #include "common/cpu_parallel.h"
 #include "int8_gemm/cpu_w8a8.h"
+#include "sparse24_gemm/checks.h"
 #include "sparse24_gemm/sparse24_gemm.h"
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const float* x, int64_t M, int64_t K, const void* values,
@@ -22,16 +23,6 @@ namespace {
 
 constexpr int64_t kColumnChunk = 16;
 constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
-
-void check_compressed(const char* op, int64_t k, const at::Tensor& values, const at::Tensor& meta) {
-  TORCH_CHECK(k > 0 && k % 4 == 0, "bigaccel.", op, ": K=", k, " must be a positive multiple of 4 (2:4 groups)");
-  TORCH_CHECK(values.dim() == 2 && values.size(1) == k / 2, "bigaccel.", op, ": values must be [N, K/2=", k / 2,
-              "], got ", values.sizes());
-  const int64_t N = values.size(0);
-  TORCH_CHECK(meta.scalar_type() == at::kByte && meta.dim() == 2 && meta.size(0) == N && meta.size(1) == (k + 7) / 8,
-              "bigaccel.", op, ": meta must be uint8 [N=", N, ", ceil(K/8)=", (k + 7) / 8, "], got ",
-              meta.scalar_type(), " ", meta.sizes());
-}
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Optional.h>
 
+#include <vector>
+
 namespace bigaccel {
 
 // x float [M, K] against the 2:4 weight compressed as in bigaccel.reference.compress_2_4
@@ -16,5 +18,16 @@ at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, 
                                 const at::Tensor& meta, int64_t k, const at::Tensor& w_scale,
                                 const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
                                 at::ScalarType out_dtype);
+
+// CUDA, CUTLASS sparse tensor cores (sparse24_cuda.cpp; built with nvidia-cutlass):
+// the same contracts for the shapes cutlass_sparse24::supports takes.
+at::Tensor sparse24_mm_cutlass(const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta, int64_t k,
+                               const std::optional<at::Tensor>& bias);
+at::Tensor sparse24_int8_mm_cutlass(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& values,
+                                    const at::Tensor& meta, int64_t k, const at::Tensor& w_scale,
+                                    const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
+                                    at::ScalarType out_dtype);
+// Where the reordering puts word (r, c) of a [rows, cols] metadata matrix, r-major (for tests).
+std::vector<int64_t> sparse24_cutlass_meta_offsets(int64_t rows, int64_t cols, bool int8);
 
 }  // namespace bigaccel

@@ -149,3 +149,41 @@ def test_int8_bad_input_gives_clear_errors():
         fn(x, values, meta, 36, w_scale, values.sum(1))  # int64 sums
     with pytest.raises(ValueError, match="w_sum must be int32 with 5 elements"):
         fn(x, values, meta, 36, w_scale, values.sum(1, dtype=torch.int32).to("meta"))
+
+
+# ---------------------------------------------------------------------------
+# The CUTLASS kernels' metadata order (the kernels themselves run in tests/test_gpu.py)
+# ---------------------------------------------------------------------------
+
+
+def _two_per_group(n, k, dtype, seed=0):
+    """A 2:4 weight with exactly two non-zeros in every group, where torch's and our
+    encodings of the kept positions agree (they pad sparser groups differently)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.zeros(n, k // 4, 4)
+    kept = torch.rand(n, k // 4, 4, generator=g).argsort(-1)[..., :2]
+    w.scatter_(2, kept, torch.randint(1, 100, (n, k // 4, 2), generator=g).float())
+    return w.reshape(n, k).to(dtype)
+
+
+@pytest.mark.parametrize("dtype, n, k", [(torch.bfloat16, 64, 128), (torch.float16, 96, 192), (torch.int8, 48, 256)],
+                         ids=str)
+def test_cutlass_metadata_order_matches_torchs_cutlass_layout(dtype, n, k):
+    """Our bytes, read as CUTLASS's 16-bit (32-bit for int8) metadata words and scattered
+    by the kernels' reordering, equal the metadata torch.sparse.to_sparse_semi_structured
+    hands its CUTLASS kernel; the values are the same [N, K/2] either way."""
+    from bigaccel import _sparse24_ops
+    from torch.sparse._semi_structured_conversions import sparse_semi_structured_from_dense_cutlass
+
+    if not _sparse24_ops._cutlass_built():
+        pytest.skip("the CUDA extension was not built with nvidia-cutlass")
+    w = _two_per_group(n, k, dtype)
+    values, meta = reference.compress_2_4(w)
+    torch_values, torch_meta = sparse_semi_structured_from_dense_cutlass(w)
+    assert torch.equal(values, torch_values)
+    words = meta.view(torch_meta.dtype)
+    offsets = bigaccel._extension.load()["cuda"].module.sparse24_cutlass_meta_offsets(*words.shape,
+                                                                                      dtype == torch.int8)
+    reordered = torch.empty_like(words).view(-1)
+    reordered[torch.tensor(offsets)] = words.reshape(-1)
+    assert torch.equal(reordered.view(words.shape), torch_meta)
