@@ -13,6 +13,8 @@
 //                what the tanh GELU and its derivative need.
 #pragma once
 
+#include <initializer_list>
+
 #include "common/vec.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -29,6 +31,11 @@ inline VecF scale_pow2(VecF p, VecF n) {
   const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
   const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
   return {_mm512_mul_ps(_mm512_mul_ps(p.v, s1), s2)};
+}
+// 2^n from nf = n + 1.5 * 2^23 (n integral in [-126, 127], held in nf's low mantissa bits).
+inline VecF pow2_of_magic(VecF nf) {
+  return {_mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(nf.v), 23),
+                                               _mm512_set1_epi32(127 << 23)))};
 }
 // Lanes where x has its sign bit set take `neg`, the others `pos`.
 inline VecF select_sign(VecF x, VecF neg, VecF pos) {
@@ -50,6 +57,10 @@ inline VecF scale_pow2(VecF p, VecF n) {
   const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
   const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
   return {_mm256_mul_ps(_mm256_mul_ps(p.v, s1), s2)};
+}
+inline VecF pow2_of_magic(VecF nf) {
+  return {_mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(nf.v), 23),
+                                               _mm256_set1_epi32(127 << 23)))};
 }
 inline VecF select_sign(VecF x, VecF neg, VecF pos) { return {_mm256_blendv_ps(pos.v, neg.v, x.v)}; }
 
@@ -82,6 +93,11 @@ inline VecF scale_pow2(VecF p, VecF n) {
     const int32_t n1 = ni >> 1, n2 = ni - n1;
     r.v[i] = p.v[i] * bits_float(uint32_t(n1 + 127) << 23) * bits_float(uint32_t(n2 + 127) << 23);
   }
+  return r;
+}
+inline VecF pow2_of_magic(VecF nf) {
+  VecF r;
+  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = bits_float((float_bits(nf.v[i]) << 23) + (127u << 23));
   return r;
 }
 inline VecF select_sign(VecF x, VecF neg, VecF pos) {
@@ -132,32 +148,50 @@ inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
 #endif
 }
 
+// exp(x) for x <= 0, as exp_approx but clamped at -87 (exp near FLT_MIN) so that 2^n
+// is one exponent field, and n rounded by adding 1.5 * 2^23 (its bits are then the
+// exponent's): normal_cdf's tail multiplies it by factors below 1, and under FLT_MIN
+// the GELU's value is under its tests' underflow threshold anyway.
+inline VecF exp_nonpositive(VecF x) {
+  const VecF magic = VecF::broadcast(12582912.0f);
+  x = max(x, VecF::broadcast(-87.0f));
+  const VecF nf = fma(x, VecF::broadcast(1.44269502f), magic);
+  const VecF n = nf - magic;
+  VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
+  r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
+  VecF p = VecF::broadcast(0.001394858118146658f);
+  p = fma(p, r, VecF::broadcast(0.008375128731131554f));
+  p = fma(p, r, VecF::broadcast(0.041666217148303986f));
+  p = fma(p, r, VecF::broadcast(0.16666415333747864f));
+  p = fma(p, r, VecF::broadcast(0.5f));
+  p = fma(p, r, VecF::broadcast(1.0f));
+  p = fma(p, r, VecF::broadcast(1.0f));
+  return p * pow2_of_magic(nf);
+}
+
 // Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt2) / 2 for x < 0, 1 - that for x >= 0,
 // with erfc(y) = t * exp(-y^2) * P(t), t = 1 / (1 + y/2). exp(-x^2/2) is also
 // returned (the GELU derivative needs it). x^2 is split into hi + lo exactly, so
 // exp(-x^2/2) = exp(-hi/2) * (1 - lo/2) keeps its relative accuracy in the tail
 // (rounding y = |x|/sqrt2 first would cost |x|^2 ulps there).
 inline VecF normal_cdf(VecF x, VecF* exp_neg_half_x2) {
-  const VecF one = VecF::broadcast(1.0f), half = VecF::broadcast(0.5f);
+  const VecF one = VecF::broadcast(1.0f), minus_half = VecF::broadcast(-0.5f);
   const VecF ax = abs(x);
   const VecF hi = ax * ax;
   const VecF lo = fused_mul_add(ax, ax, VecF::zero() - hi);
-  const VecF e_hi = exp_approx(VecF::zero() - hi * half);
-  const VecF e = fused_mul_add(VecF::zero() - lo * half, e_hi, e_hi);
+  const VecF e_hi = exp_nonpositive(hi * minus_half);
+  const VecF e = fused_mul_add(lo * minus_half, e_hi, e_hi);
   *exp_neg_half_x2 = e;
   const VecF t = div(one, fma(ax, VecF::broadcast(0.35355339059327373f), one));  // 1 / (1 + y/2)
-  VecF p = VecF::broadcast(0.04317306727170944f);
-  p = fma(p, t, VecF::broadcast(-0.23460549116134644f));
-  p = fma(p, t, VecF::broadcast(0.4933857321739197f));
-  p = fma(p, t, VecF::broadcast(-0.454563707113266f));
-  p = fma(p, t, VecF::broadcast(0.13185003399848938f));
-  p = fma(p, t, VecF::broadcast(-0.05905091017484665f));
-  p = fma(p, t, VecF::broadcast(0.09341474622488022f));
-  p = fma(p, t, VecF::broadcast(0.17532408237457275f));
-  p = fma(p, t, VecF::broadcast(0.24688388407230377f));
-  p = fma(p, t, VecF::broadcast(0.28209376335144043f));
-  p = fma(p, t, VecF::broadcast(0.282094806432724f));
-  const VecF half_erfc = half * t * e * p;
+  // P/2 (coefficients halved, exactly) by Horner: these kernels are bound by the count of
+  // vector operations, not their dependency chains (Estrin's order measured no faster).
+  VecF half_p = VecF::broadcast(0.5f * 0.04317306727170944f);
+  for (const float coefficient : {-0.23460549116134644f, 0.4933857321739197f, -0.454563707113266f,
+                                  0.13185003399848938f, -0.05905091017484665f, 0.09341474622488022f,
+                                  0.17532408237457275f, 0.24688388407230377f, 0.28209376335144043f,
+                                  0.282094806432724f})
+    half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
+  const VecF half_erfc = t * e * half_p;
   return select_sign(x, half_erfc, one - half_erfc);
 }
 
