@@ -10,6 +10,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "activations/act_device.cuh"
 #include "activations/activations.h"
 #include "common/cuda_utils.cuh"
 
@@ -22,26 +23,6 @@ enum Mode : int { kGated = 0, kPlain = 1, kBias = 2 };
 __device__ __forceinline__ void store(float v, float* p) { *p = v; }
 __device__ __forceinline__ void store(float v, __nv_bfloat16* p) { *p = __float2bfloat16_rn(v); }
 __device__ __forceinline__ void store(float v, __half* p) { *p = __float2half_rn(v); }
-
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-// act(x); *grad = act'(x) when wanted.
-__device__ __forceinline__ float activation(Act act, float x, float* grad) {
-  if (act == Act::Silu) {
-    const float s = sigmoid(x);
-    if (grad) *grad = s * (1.0f + x * (1.0f - s));
-    return x * s;
-  }
-  if (act == Act::GeluErf) {
-    const float phi = normcdff(x);
-    if (grad) *grad = phi + x * expf(-0.5f * x * x) * 0.3989422804014327f;
-    return x * phi;
-  }
-  const float x2 = x * x;
-  const float s = sigmoid(1.5957691216057308f * x * (1.0f + 0.044715f * x2));
-  if (grad) *grad = s + x * s * (1.0f - s) * 1.5957691216057308f * (1.0f + 3.0f * 0.044715f * x2);
-  return x * s;
-}
 
 template <typename T, int kVec>
 struct alignas(sizeof(T) * kVec) Pack {

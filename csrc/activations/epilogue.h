@@ -1,8 +1,10 @@
 // The quantized GEMMs' epilogue activation (the activation= option of bigaccel.nn's int8 and
 // int4 layers): out = act(out) in place on the GEMM's [M, N] output, by the activation
 // kernels. On CPU each GEMM thread applies it to the columns it has just written, while they
-// are in its cache (parallel_over_columns in common/cpu_parallel.h); the CUDA C++ GEMMs run
-// it as one more pass over the output (the Triton kernels apply it before their store).
+// are in its cache (parallel_over_columns in common/cpu_parallel.h). On CUDA the GEMVs and the
+// scale/bias passes of bigaccel's own kernels apply it before their store (act_device.cuh);
+// after a CUTLASS, cuBLAS or Hopper GEMM it is one more pass over the output. The Triton
+// kernels apply it before their store.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -41,6 +43,9 @@ inline std::optional<Act> epilogue_act(const std::string& activation, const char
               ": activation must be 'none', 'silu', 'gelu' (erf) or 'gelu_tanh', got '", activation, "'");
   return from_name(activation, op);
 }
+
+// The activation code the CUDA GEMM kernels take (act_device.cuh: -1 = none).
+inline int cuda_code(std::optional<Act> act) { return act ? static_cast<int>(*act) : -1; }
 
 // For out [rows, d], contiguous, of a float dtype.
 inline Epilogue make_epilogue(std::optional<Act> act, const at::Tensor& out, const char* op) {

@@ -17,6 +17,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "activations/act_device.cuh"
 #include "activations/epilogue.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
@@ -35,7 +36,7 @@ template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     int4_gemv_kernel(const T* __restrict__ x, const uint8_t* __restrict__ packed, const float* __restrict__ scales,
                      const uint8_t* __restrict__ zeros, const float* __restrict__ bias, T* __restrict__ out, int M,
-                     int N, int64_t K, int group_size) {
+                     int N, int64_t K, int group_size, int act) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (n >= N) return;
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     float v = acc[m];
 #pragma unroll
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (lane == 0) out[int64_t(m) * N + n] = cuda::from_float<T>(bias ? v + bias[n] : v);
+    if (lane == 0) out[int64_t(m) * N + n] = cuda::from_float<T>(activations::epilogue(act, bias ? v + bias[n] : v));
   }
 }
 
@@ -86,15 +87,15 @@ __global__ void int4_dequantize_kernel(const uint8_t* __restrict__ packed, const
 
 template <typename T>
 __global__ void bias_cast_kernel(const float* __restrict__ acc, const float* __restrict__ bias, T* __restrict__ out,
-                                 int64_t total, int64_t N) {
+                                 int64_t total, int64_t N, int act) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  out[i] = cuda::from_float<T>(bias ? acc[i] + bias[i % N] : acc[i]);
+  out[i] = cuda::from_float<T>(activations::epilogue(act, bias ? acc[i] + bias[i % N] : acc[i]));
 }
 
 at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, const at::Tensor& scales_in,
                         const std::optional<at::Tensor>& zeros_in, int64_t group_size,
-                        const std::optional<at::Tensor>& bias_in) {
+                        const std::optional<at::Tensor>& bias_in, int act, bool* act_applied) {
   constexpr const char* op = "int4_mm";
   check_device(x_in, c10::DeviceType::CUDA, op, "x");
   const DType dtype = float_dtype(x_in, op, "x");
@@ -128,9 +129,10 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
       using T = decltype(tag);
       int4_gemv_kernel<T><<<(N + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(
           static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zp, bp,
-          static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size));
+          static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size), act);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    *act_applied = true;
     return out;
   }
   if (dtype != DType::F32 && cuda::unverified_kernels_enabled() &&
@@ -156,21 +158,24 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
   cuda::for_float_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     bias_cast_kernel<T><<<(M * N + 255) / 256, 256, 0, stream>>>(acc.data_ptr<float>(), bp,
-                                                                 static_cast<T*>(out.data_ptr()), M * N, N);
+                                                                 static_cast<T*>(out.data_ptr()), M * N, N, act);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  *act_applied = true;
   return out;
 }
 
 }  // namespace
 
-// The epilogue activation (activations/epilogue.h) is a pass of its own over the output here.
+// The epilogue activation (activations/epilogue.h): fused into the GEMV and the bias pass after
+// cuBLAS, a pass of its own after the tensor-core GEMM.
 at::Tensor int4_mm_cuda(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
                         const std::optional<at::Tensor>& zeros, int64_t group_size,
                         const std::optional<at::Tensor>& bias, const std::string& activation) {
   const auto act = activations::epilogue_act(activation, "int4_mm");
-  at::Tensor out = int4_mm_gemm(x, packed, scales, zeros, group_size, bias);
-  activations::make_epilogue(act, out, "int4_mm").cuda_all(out);
+  bool applied = false;
+  at::Tensor out = int4_mm_gemm(x, packed, scales, zeros, group_size, bias, activations::cuda_code(act), &applied);
+  if (!applied) activations::make_epilogue(act, out, "int4_mm").cuda_all(out);
   return out;
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <type_traits>
 
+#include "activations/act_device.cuh"
 #include "activations/epilogue.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
@@ -108,7 +109,7 @@ template <typename Out>
 __global__ void __launch_bounds__(kWarps * 32)
     w8a8_gemv_kernel(const int8_t* __restrict__ a, const float* __restrict__ a_scale, const int8_t* __restrict__ w,
                      const float* __restrict__ w_scale, const float* __restrict__ bias, Out* __restrict__ out, int M,
-                     int64_t N, int64_t K, bool vec) {
+                     int64_t N, int64_t K, bool vec, int act) {
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (n >= N) return;
   int acc[kGemvMaxRows];
@@ -117,14 +118,15 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int m = 0; m < M; ++m) {
     float v = float(acc[m]) * (a_scale[m] * w_scale[n]);  // the reference's order
     if (bias) v += bias[n];
-    out[m * N + n] = cuda::from_float<Out>(v);
+    out[m * N + n] = cuda::from_float<Out>(activations::epilogue(act, v));
   }
 }
 
 template <typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     w8a16_gemv_kernel(const T* __restrict__ x, const int8_t* __restrict__ w, const float* __restrict__ w_scale,
-                      const float* __restrict__ bias, T* __restrict__ out, int M, int64_t N, int64_t K, bool vec) {
+                      const float* __restrict__ bias, T* __restrict__ out, int M, int64_t N, int64_t K, bool vec,
+                      int act) {
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (n >= N) return;
   float acc[kGemvMaxRows];
@@ -133,19 +135,20 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int m = 0; m < M; ++m) {
     float v = acc[m] * w_scale[n];
     if (bias) v += bias[n];
-    out[m * N + n] = cuda::from_float<T>(v);
+    out[m * N + n] = cuda::from_float<T>(activations::epilogue(act, v));
   }
 }
 
-// out = acc * w_scale[n] + bias[n], one rounding to T.
+// out = act(acc * w_scale[n] + bias[n]), one rounding to T.
 template <typename T>
 __global__ void scale_bias_kernel(const float* __restrict__ acc, const float* __restrict__ w_scale,
-                                  const float* __restrict__ bias, T* __restrict__ out, int64_t total, int64_t N) {
+                                  const float* __restrict__ bias, T* __restrict__ out, int64_t total, int64_t N,
+                                  int act) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = i % N;
     float v = acc[i] * w_scale[n];
     if (bias) v += bias[n];
-    out[i] = cuda::from_float<T>(v);
+    out[i] = cuda::from_float<T>(activations::epilogue(act, v));
   }
 }
 
@@ -163,8 +166,10 @@ std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
 
 const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 
+// `act` (epilogue.h's cuda_code) is applied by the GEMV; *act_applied says whether it was.
 at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& w_in,
-                        const at::Tensor& w_scale_in, const std::optional<at::Tensor>& bias, at::ScalarType out_dtype) {
+                        const at::Tensor& w_scale_in, const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,
+                        int act, bool* act_applied) {
   constexpr const char* op = "int8_mm";
   check_device(a_in, c10::DeviceType::CUDA, op, "a");
   TORCH_CHECK(a_in.scalar_type() == at::kChar, "bigaccel.", op, ": a must be int8, got ", a_in.scalar_type());
@@ -207,21 +212,23 @@ at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
   }
 #endif
   const bool vec = vectorizable(ap, wp, K, 1);
+  *act_applied = true;
   cuda::for_float_dtype(out_kind, [&](auto tag) {
     using Out = decltype(tag);
     for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {  // unsupported shapes with larger M: 8 rows per pass
       const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, M - m0));
       w8a8_gemv_kernel<Out><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
           ap + m0 * K, a_scale.data_ptr<float>() + m0, wp, w_scale.data_ptr<float>(), ptr_or_null(b32),
-          static_cast<Out*>(out.data_ptr()) + m0 * N, rows, N, K, vec);
+          static_cast<Out*>(out.data_ptr()) + m0 * N, rows, N, K, vec, act);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
   return out;
 }
 
+// As int8_mm_gemm: the GEMV and the scale/bias pass apply `act`.
 at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& w_scale_in,
-                                    const std::optional<at::Tensor>& bias) {
+                                    const std::optional<at::Tensor>& bias, int act, bool* act_applied) {
   constexpr const char* op = "int8_weight_only_mm";
   check_device(x_in, c10::DeviceType::CUDA, op, "x");
   const DType dtype = float_dtype(x_in, op, "x");
@@ -233,13 +240,14 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
   const auto b32 = bias_f32(bias);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
+  *act_applied = true;  // by the GEMV or the scale/bias pass below
   if (M <= kGemvMaxRows) {
     const bool vec = vectorizable(x.data_ptr(), w.data_ptr(), K, x.element_size());
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
       w8a16_gemv_kernel<T><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
           static_cast<const T*>(x.data_ptr()), w.data_ptr<int8_t>(), w_scale.data_ptr<float>(), ptr_or_null(b32),
-          static_cast<T*>(out.data_ptr()), static_cast<int>(M), N, K, vec);
+          static_cast<T*>(out.data_ptr()), static_cast<int>(M), N, K, vec, act);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
     return out;
@@ -252,7 +260,7 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
   cuda::for_float_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     scale_bias_kernel<T><<<blocks, 256, 0, stream>>>(acc.data_ptr<float>(), w_scale.data_ptr<float>(),
-                                                     ptr_or_null(b32), static_cast<T*>(out.data_ptr()), total, N);
+                                                     ptr_or_null(b32), static_cast<T*>(out.data_ptr()), total, N, act);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
@@ -260,21 +268,23 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
 
 }  // namespace
 
-// The epilogue activation (activations/epilogue.h) is a pass of its own over the output here.
+// The epilogue activation (activations/epilogue.h): fused into the GEMV, else a pass of its own.
 at::Tensor int8_mm_cuda(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                         const std::optional<at::Tensor>& /*w_sum: CPU only*/, const std::optional<at::Tensor>& bias,
                         at::ScalarType out_dtype, const std::string& activation) {
   const auto act = activations::epilogue_act(activation, "int8_mm");
-  at::Tensor out = int8_mm_gemm(a, a_scale, w, w_scale, bias, out_dtype);
-  activations::make_epilogue(act, out, "int8_mm").cuda_all(out);
+  bool applied = false;
+  at::Tensor out = int8_mm_gemm(a, a_scale, w, w_scale, bias, out_dtype, activations::cuda_code(act), &applied);
+  if (!applied) activations::make_epilogue(act, out, "int8_mm").cuda_all(out);
   return out;
 }
 
 at::Tensor int8_weight_only_mm_cuda(const at::Tensor& x, const at::Tensor& w, const at::Tensor& w_scale,
                                     const std::optional<at::Tensor>& bias, const std::string& activation) {
   const auto act = activations::epilogue_act(activation, "int8_weight_only_mm");
-  at::Tensor out = int8_weight_only_mm_gemm(x, w, w_scale, bias);
-  activations::make_epilogue(act, out, "int8_weight_only_mm").cuda_all(out);
+  bool applied = false;
+  at::Tensor out = int8_weight_only_mm_gemm(x, w, w_scale, bias, activations::cuda_code(act), &applied);
+  if (!applied) activations::make_epilogue(act, out, "int8_weight_only_mm").cuda_all(out);
   return out;
 }
 
