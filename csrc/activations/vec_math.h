@@ -114,20 +114,22 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 
 // ---- written once for every ISA ----
 
+// exp(x) / 2^n for integral n = round(x / ln2): Cody-Waite reduction to |r| <= ln2/2
+// (ln2 split so that n * hi is exact), then the degree-6 polynomial of exp(r).
+inline VecF exp_reduced(VecF x, VecF n) {
+  VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
+  r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
+  VecF p = VecF::broadcast(0.001394858118146658f);
+  for (const float coefficient : {0.008375128731131554f, 0.041666217148303986f, 0.16666415333747864f, 0.5f, 1.0f, 1.0f})
+    p = fma(p, r, VecF::broadcast(coefficient));
+  return p;
+}
+
 inline VecF exp_approx(VecF x) {
   // Below -104 the result is 0 in fp32, above 89 it is inf; the clamp keeps n in range.
   x = min(max(x, VecF::broadcast(-104.0f)), VecF::broadcast(89.0f));
   const VecF n = round_even(x * VecF::broadcast(1.44269502f));
-  VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);  // ln2 split: hi part exact in n*hi
-  r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
-  VecF p = VecF::broadcast(0.001394858118146658f);
-  p = fma(p, r, VecF::broadcast(0.008375128731131554f));
-  p = fma(p, r, VecF::broadcast(0.041666217148303986f));
-  p = fma(p, r, VecF::broadcast(0.16666415333747864f));
-  p = fma(p, r, VecF::broadcast(0.5f));
-  p = fma(p, r, VecF::broadcast(1.0f));
-  p = fma(p, r, VecF::broadcast(1.0f));
-  return scale_pow2(p, n);
+  return scale_pow2(exp_reduced(x, n), n);
 }
 
 // 1 / (1 + exp(-x))
@@ -157,16 +159,7 @@ inline VecF exp_nonpositive(VecF x) {
   x = max(x, VecF::broadcast(-87.0f));
   const VecF nf = fma(x, VecF::broadcast(1.44269502f), magic);
   const VecF n = nf - magic;
-  VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
-  r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
-  VecF p = VecF::broadcast(0.001394858118146658f);
-  p = fma(p, r, VecF::broadcast(0.008375128731131554f));
-  p = fma(p, r, VecF::broadcast(0.041666217148303986f));
-  p = fma(p, r, VecF::broadcast(0.16666415333747864f));
-  p = fma(p, r, VecF::broadcast(0.5f));
-  p = fma(p, r, VecF::broadcast(1.0f));
-  p = fma(p, r, VecF::broadcast(1.0f));
-  return p * pow2_of_magic(nf);
+  return exp_reduced(x, n) * pow2_of_magic(nf);
 }
 
 // Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt2) / 2 for x < 0, 1 - that for x >= 0,
