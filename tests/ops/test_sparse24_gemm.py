@@ -187,3 +187,33 @@ def test_cutlass_metadata_order_matches_torchs_cutlass_layout(dtype, n, k):
     reordered = torch.empty_like(words).view(-1)
     reordered[torch.tensor(offsets)] = words.reshape(-1)
     assert torch.equal(reordered.view(words.shape), torch_meta)
+
+
+def test_cuda_backend_routes_only_the_shapes_cutlass_takes():
+    """The CUDA backend sends M > 8 with N, K aligned (and bf16/fp16 x with values of its dtype)
+    to CUTLASS, the rest to Triton; it exists only with BIGACCEL_UNVERIFIED_KERNELS=1."""
+    import os
+    import subprocess
+    import sys
+
+    from bigaccel import _sparse24_ops as s
+
+    def takes_float(m, n, k, dtype=torch.bfloat16, values_dtype=None):
+        x = torch.empty(m, k, dtype=dtype, device="meta")
+        values = torch.empty(n, k // 2, dtype=values_dtype or dtype, device="meta")
+        return s._cutlass_takes_float(x, values, None, k)
+
+    assert takes_float(9, 64, 128) and takes_float(300, 96, 192, torch.float16)
+    assert not takes_float(8, 64, 128)  # decode rows: Triton
+    assert not takes_float(16, 48, 128) and not takes_float(16, 64, 96)  # N % 32, K % 64
+    assert not takes_float(16, 64, 128, torch.float32)  # the sparse tensor cores are not fp32
+    assert not takes_float(16, 64, 128, torch.bfloat16, torch.float32)
+    a = torch.empty(9, 128, dtype=torch.int8, device="meta")
+    assert s._cutlass_takes_int8(a, None, torch.empty(16, 64, dtype=torch.int8, device="meta"), None, 128)
+    assert not s._cutlass_takes_int8(a, None, torch.empty(24, 64, dtype=torch.int8, device="meta"), None, 128)
+    assert not s._cutlass_takes_int8(a[:, :64], None, torch.empty(16, 32, dtype=torch.int8, device="meta"), None, 64)
+    probe = "from bigaccel import backends; print(backends.registered('sparse24_mm'), backends.registered('sparse24_int8_mm'))"
+    for flag, expected in (("1", "'cuda'"), ("0", None)):
+        env = {**os.environ, "BIGACCEL_UNVERIFIED_KERNELS": flag}
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+        assert (out.count("'cuda'") == 2) if expected else ("'cuda'" not in out), out
