@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} BIGACCEL_BUILD
 export MAX_JOBS=${MAX_JOBS:-$(nproc)} BIGACCEL_EXPECT_CUDA_EXTENSION=1
 export NVCC_APPEND_FLAGS="${NVCC_APPEND_FLAGS:-} --ptxas-options=-v"  # registers, spills and shared memory, in build.log
 # The kernels written without a GPU (the int4 tensor-core GEMM, the sm_90a W8A8 GEMM, the CUTLASS
-# 2:4 GEMMs) are off by default until they have passed the GPU tests: a session tests and times them
+# 2:4 and W8A16 GEMMs) are off by default until they have passed the GPU tests: a session tests and times them
 # (BIGACCEL_UNVERIFIED_KERNELS=0 times the verified paths instead).
 export BIGACCEL_UNVERIFIED_KERNELS=${BIGACCEL_UNVERIFIED_KERNELS:-1}
 PY=${PYTHON:-python3}

@@ -7,9 +7,11 @@
 //   range (when built with nvidia-cutlass installed); a dp4a GEMV otherwise: at M <= 8 the weight is read once and the
 //   tensor cores would idle, and the GEMV takes any K and N.
 // W8A16: the same GEMV with the int8 weight dequantized in registers (bandwidth
-//   is the limit at small M); for larger M the weight is dequantized exactly to
-//   the activation dtype and multiplied by cuBLAS with fp32 output, then one
-//   fused pass applies the scale and bias (the reference's single rounding).
+//   is the limit at small M); for larger M and bf16/fp16 with BIGACCEL_UNVERIFIED_KERNELS=1,
+//   CUTLASS's mixed-input tensor-core GEMM (cutlass_w8a16.cu: int8 converted in registers,
+//   not yet run on a GPU); otherwise the weight is dequantized exactly to the activation
+//   dtype and multiplied by cuBLAS with fp32 output, then one fused pass applies the scale
+//   and bias (the reference's single rounding).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/mm.h>
@@ -27,6 +29,7 @@
 #include "common/cuda_utils.cuh"
 #include "hopper_kernels.h"
 #include "int8_gemm/checks.h"
+#include "int8_gemm/cutlass_w8a16.h"
 #include "int8_gemm/cutlass_w8a8.h"
 
 namespace bigaccel {
@@ -226,7 +229,7 @@ at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
   return out;
 }
 
-// As int8_mm_gemm: the GEMV and the scale/bias pass apply `act`.
+// As int8_mm_gemm: the GEMV and the scale/bias pass apply `act`, the CUTLASS GEMM does not.
 at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& w_scale_in,
                                     const std::optional<at::Tensor>& bias, int act, bool* act_applied) {
   constexpr const char* op = "int8_weight_only_mm";
@@ -240,8 +243,8 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
   const auto b32 = bias_f32(bias);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
 
-  *act_applied = true;  // by the GEMV or the scale/bias pass below
   if (M <= kGemvMaxRows) {
+    *act_applied = true;
     const bool vec = vectorizable(x.data_ptr(), w.data_ptr(), K, x.element_size());
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
@@ -252,7 +255,17 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
     });
     return out;
   }
+#if BIGACCEL_HAVE_CUTLASS
+  if (cuda::unverified_kernels_enabled() && cutlass_w8a16::supports(M, N, K, dtype)) {
+    const cudaError_t err = cutlass_w8a16::run(x.data_ptr(), w.data_ptr<int8_t>(), w_scale.data_ptr<float>(),
+                                               ptr_or_null(b32), out.data_ptr(), dtype, M, N, K, stream);
+    TORCH_CHECK(err == cudaSuccess, "bigaccel.", op, ": CUTLASS W8A16 GEMM failed for M=", M, " N=", N, " K=", K,
+                ": ", cudaGetErrorString(err));
+    return out;
+  }
+#endif
   // int8 values are exact in bf16/fp16/fp32, and cuBLAS accumulates in fp32.
+  *act_applied = true;
   const at::Tensor acc = dtype == DType::F32 ? at::mm(x, w.to(at::kFloat).t())
                                              : at::mm(x, w.to(x.scalar_type()).t(), at::kFloat);
   const int64_t total = M * N;
