@@ -13,6 +13,8 @@
 // The 2:4 + int8 (W8A8) kernel below works differently: see expand_row_2_4.
 #pragma once
 
+#include <type_traits>
+
 #include "common/dot_tile.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -107,6 +109,64 @@ void sparse24_mm_cols(const float* x, int64_t M, int64_t K, const void* values, 
     sparse24_out(x, M, K, static_cast<const bf16_t*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
   else
     sparse24_out(x, M, K, static_cast<const float*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
+}
+
+// Rows [n_begin, n_end) of the compressed weight as dense fp32 rows (zeros where pruned),
+// consecutive in `dense`: the large-M path multiplies blocks of them with torch's fp32 GEMM.
+// One metadata byte (two groups, four values) becomes 8 dense floats by one permute of the
+// four values, whose table sends pruned positions to a zero lane.
+struct ExpandF32Table {
+  int32_t idx[256][8];
+  constexpr ExpandF32Table() : idx() {
+    for (unsigned b = 0; b < 256; ++b) {
+      for (int d = 0; d < 8; ++d) idx[b][d] = 4;  // lanes 4..7 of the permuted vector are zero
+      for (unsigned group = 0; group < 2; ++group) {
+        const unsigned nibble = (b >> (4 * group)) & 0xF;
+        idx[b][4 * group + (nibble & 3)] = int32_t(2 * group);
+        idx[b][4 * group + (nibble >> 2)] = int32_t(2 * group + 1);
+      }
+    }
+  }
+};
+alignas(32) static constexpr ExpandF32Table kExpandF32Table{};
+
+template <typename V>
+static void expand_rows_f32_typed(const V* values, const uint8_t* meta, int64_t K, int64_t n_begin, int64_t n_end,
+                                  float* dense) {
+  const int64_t groups = K / 4, row_values = K / 2, row_meta = (K + 7) / 8;
+  for (int64_t n = n_begin; n < n_end; ++n, dense += K) {
+    const V* v = values + n * row_values;
+    const uint8_t* mt = meta + n * row_meta;
+    int64_t g = 0;
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+    for (; g + 2 <= groups; g += 2) {
+      __m128 four;
+      if constexpr (std::is_same_v<V, float>) {
+        four = _mm_loadu_ps(v + 2 * g);
+      } else {
+        const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + 2 * g));
+        four = _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(raw), 16));
+      }
+      const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpandF32Table.idx[mt[g / 2]]));
+      const __m256 eight = _mm256_insertf128_ps(_mm256_setzero_ps(), four, 0);
+      _mm256_storeu_ps(dense + 4 * g, _mm256_permutevar8x32_ps(eight, idx));
+    }
+#endif
+    for (; g < groups; ++g) {
+      const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
+      for (int j = 0; j < 4; ++j) dense[4 * g + j] = 0.0f;
+      dense[4 * g + (nib & 3)] = load_value(v + 2 * g);
+      dense[4 * g + (nib >> 2)] = load_value(v + 2 * g + 1);
+    }
+  }
+}
+
+void sparse24_expand_rows_f32(const void* values, bool values_bf16, const uint8_t* meta, int64_t K, int64_t n_begin,
+                              int64_t n_end, float* dense) {
+  if (values_bf16)
+    expand_rows_f32_typed(static_cast<const bf16_t*>(values), meta, K, n_begin, n_end, dense);
+  else
+    expand_rows_f32_typed(static_cast<const float*>(values), meta, K, n_begin, n_end, dense);
 }
 
 // ---------------------------------------------------------------------------
