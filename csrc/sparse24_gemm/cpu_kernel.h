@@ -238,15 +238,18 @@ constexpr int kSparse24GemvMaxRows = 4;
 // Shuffle controls for the two 32-byte blocks of activations of one step: c0 fills bytes
 // 0..7 of each lane (values 0..15, from the first block), c1 bytes 8..15 (values 16..31).
 static inline void gather_controls(const uint8_t* meta, __m256i& c0, __m256i& c1) {
-  const __m128i m = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(meta));
-  const __m128i low4 = _mm_set1_epi8(0x0F), low2 = _mm_set1_epi8(3);
-  // One nibble per group, in group order; i0 and i1 of each (16-bit shifts, then masked).
-  const __m128i nib = _mm_unpacklo_epi8(_mm_and_si128(m, low4), _mm_and_si128(_mm_srli_epi16(m, 4), low4));
-  const __m128i i0 = _mm_and_si128(nib, low2), i1 = _mm_and_si128(_mm_srli_epi16(nib, 2), low2);
-  const __m128i first = _mm_unpacklo_epi8(i0, i1), second = _mm_unpackhi_epi8(i0, i1);  // values 0..15, 16..31
-  __m256i c = _mm256_set_m128i(_mm_unpackhi_epi64(first, second), _mm_unpacklo_epi64(first, second));
-  c = _mm256_add_epi8(c, _mm256_setr_epi8(0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12,  //
-                                          0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12));
+  // Value j's 2-bit index is bits [2j, 2j+2) of the metadata: pdep spreads 16 bits (eight
+  // values) into the low bits of eight bytes, on the integer units, leaving the vector
+  // units to the products.
+  uint64_t m;
+  std::memcpy(&m, meta, 8);
+  constexpr uint64_t kTwoBitsPerByte = 0x0303030303030303ull;
+  const __m256i idx = _mm256_set_epi64x(int64_t(_pdep_u64(m >> 48, kTwoBitsPerByte)),   // values 24..31
+                                        int64_t(_pdep_u64(m >> 16, kTwoBitsPerByte)),   // values 8..15
+                                        int64_t(_pdep_u64(m >> 32, kTwoBitsPerByte)),   // values 16..23
+                                        int64_t(_pdep_u64(m, kTwoBitsPerByte)));        // values 0..7
+  const __m256i c = _mm256_add_epi8(idx, _mm256_setr_epi8(0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12,  //
+                                                          0, 0, 4, 4, 8, 8, 12, 12, 0, 0, 4, 4, 8, 8, 12, 12));
   const __m256i high_half = _mm256_setr_epi64x(0, -1, 0, -1);  // 0x80 in a control byte reads zero
   c0 = _mm256_or_si256(c, _mm256_and_si256(high_half, _mm256_set1_epi8(char(0x80))));
   c1 = _mm256_or_si256(c, _mm256_andnot_si256(high_half, _mm256_set1_epi8(char(0x80))));
