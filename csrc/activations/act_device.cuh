@@ -30,9 +30,8 @@ __device__ __forceinline__ float activation(Act act, float x, float* grad) {
 }
 
 // A GEMM epilogue's activation code: kNoAct, or an Act's value (a uniform branch per kernel).
-constexpr int kNoAct = -1;
 __device__ __forceinline__ float epilogue(int act, float v) {
-  return act == kNoAct ? v : activation(static_cast<Act>(act), v, nullptr);
+  return act == bigaccel::kNoAct ? v : activation(static_cast<Act>(act), v, nullptr);
 }
 
 }  // namespace bigaccel::activations

@@ -44,8 +44,8 @@ inline std::optional<Act> epilogue_act(const std::string& activation, const char
   return from_name(activation, op);
 }
 
-// The activation code the CUDA GEMM kernels take (act_device.cuh: -1 = none).
-inline int cuda_code(std::optional<Act> act) { return act ? static_cast<int>(*act) : -1; }
+// The activation code the CUDA GEMM kernels take (act_device.cuh).
+inline int cuda_code(std::optional<Act> act) { return act ? static_cast<int>(*act) : kNoAct; }
 
 // For out [rows, d], contiguous, of a float dtype.
 inline Epilogue make_epilogue(std::optional<Act> act, const at::Tensor& out, const char* op) {

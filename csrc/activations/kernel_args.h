@@ -9,6 +9,8 @@
 namespace bigaccel {
 
 enum class Act : int { Silu = 0, GeluErf = 1, GeluTanh = 2 };
+// The GEMM kernels' activation code for "none" (the others are an Act's value).
+constexpr int kNoAct = -1;
 
 // The output (forward) or incoming gradient (backward) is a contiguous [rows, d].
 // gated:  x is [rows, 2d] = [gate | up], f(x) = act(gate) * up; grad_x is [rows, 2d].

@@ -5,6 +5,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
+
 #include "common/dtypes.h"
 
 namespace bigaccel {
@@ -35,5 +37,13 @@ inline void check_min_dim(const at::Tensor& t, int64_t dim, const char* op, cons
   TORCH_CHECK(t.dim() >= dim, "bigaccel.", op, ": ", arg, " must have at least ", dim, " dimension(s), got shape ",
               t.sizes());
 }
+
+// The bias as a contiguous fp32 vector, which every epilogue adds (CPU and CUDA).
+inline std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
+  if (!bias) return std::nullopt;
+  return bias->to(at::kFloat).contiguous().view({-1});
+}
+
+inline const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 
 }  // namespace bigaccel

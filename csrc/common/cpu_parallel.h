@@ -64,10 +64,4 @@ void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fil
   }
 }
 
-// The bias as a contiguous fp32 vector, which every CPU epilogue adds.
-inline std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
-  if (!bias) return std::nullopt;
-  return bias->to(at::kFloat).contiguous().view({-1});
-}
-
 }  // namespace bigaccel

@@ -119,10 +119,9 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
   const at::Tensor x = x_in.contiguous(), packed = packed_in.contiguous(), scales = scales_in.contiguous();
   const std::optional<at::Tensor> zeros =
       zeros_in ? std::optional<at::Tensor>(zeros_in->contiguous()) : std::nullopt;
-  const std::optional<at::Tensor> bias =
-      bias_in ? std::optional<at::Tensor>(bias_in->to(at::kFloat).contiguous()) : std::nullopt;
+  const std::optional<at::Tensor> bias = bias_f32(bias_in);
   const uint8_t* zp = zeros ? zeros->data_ptr<uint8_t>() : nullptr;
-  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
+  const float* bp = ptr_or_null(bias);
   auto stream = c10::cuda::getCurrentCUDAStream();
   if (M <= kGemvMaxRows) {
     cuda::for_float_dtype(dtype, [&](auto tag) {

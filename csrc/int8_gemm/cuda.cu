@@ -162,13 +162,6 @@ bool vectorizable(const void* a, const void* w, int64_t K, int64_t a_elem) {
 
 unsigned gemv_blocks(int64_t N) { return static_cast<unsigned>((N + kWarps - 1) / kWarps); }
 
-std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
-  if (!bias) return std::nullopt;
-  return bias->to(at::kFloat).contiguous();
-}
-
-const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
-
 // `act` (epilogue.h's cuda_code) is applied by the GEMV; *act_applied says whether it was.
 at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, const at::Tensor& w_in,
                         const at::Tensor& w_scale_in, const std::optional<at::Tensor>& bias, at::ScalarType out_dtype,

@@ -2,14 +2,14 @@
 // sm86/89/90): the int8 weight is read once, as int8, and converted to bf16/fp16 in registers
 // after ldmatrix (OpMultiplyAddMixedInputUpcast), so the weight's bytes stay a quarter of
 // what dequantizing to a bf16 copy and calling cuBLAS moves. The epilogue of
-// common/cutlass_scaled_epilogue.h applies the per-channel scale and bias with one rounding.
+// common/cutlass_gemm.h applies the per-channel scale and bias with one rounding.
 // Written without a GPU: the caller uses it only with BIGACCEL_UNVERIFIED_KERNELS=1.
 #include <cutlass/cutlass.h>
 #include <cutlass/gemm/device/gemm_universal_adapter.h>
 #include <cutlass/gemm/kernel/default_gemm_universal_with_visitor.h>
 #include <cutlass/epilogue/threadblock/fusion/visitors.hpp>
 
-#include "common/cutlass_scaled_epilogue.h"
+#include "common/cutlass_gemm.h"
 #include "int8_gemm/cutlass_w8a16.h"
 
 namespace bigaccel::cutlass_w8a16 {
@@ -20,7 +20,7 @@ using cutlass::gemm::GemmShape;
 template <typename T, typename Tile, typename Warp>
 struct MixedInputGemm {
   // Rows are tokens (no scale), columns output channels (w_scale, bias).
-  using Epilogue = cutlass_epilogue::ScaledBias<Tile, Warp, T, /*kBiasPerRow=*/false>;
+  using Epilogue = cutlass_gemm::ScaledBias<Tile, Warp, T, /*kBiasPerRow=*/false>;
   using Kernel = typename cutlass::gemm::kernel::DefaultGemmWithVisitor<
       T, cutlass::layout::RowMajor, cutlass::ComplexTransform::kNone, 8,             // A = activations [M, K]
       int8_t, cutlass::layout::ColumnMajor, cutlass::ComplexTransform::kNone, 16,  // B = weight [N, K] as K x N
@@ -35,12 +35,7 @@ struct MixedInputGemm {
                                   {static_cast<int>(M), static_cast<int>(N), static_cast<int>(K)}, 1,
                                   Epilogue::arguments(nullptr, w_scale, bias, out, M, N), x, w, nullptr, nullptr,
                                   M * K, N * K, 0, 0, K, K, 0, 0);
-    Gemm gemm;
-    if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (Gemm::get_workspace_size(args) != 0) return cudaErrorNotSupported;
-    if (gemm.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (gemm.run(stream) != cutlass::Status::kSuccess) return cudaGetLastError();
-    return cudaGetLastError();
+    return cutlass_gemm::run_gemm<Gemm>(args, stream);
   }
 };
 

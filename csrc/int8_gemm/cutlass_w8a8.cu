@@ -12,7 +12,7 @@
 #include <cutlass/gemm/kernel/default_gemm_universal_with_visitor.h>
 #include <cutlass/epilogue/threadblock/fusion/visitors.hpp>
 
-#include "common/cutlass_scaled_epilogue.h"
+#include "common/cutlass_gemm.h"
 #include "int8_gemm/cutlass_w8a8.h"
 
 namespace bigaccel::cutlass_w8a8 {
@@ -21,7 +21,7 @@ namespace {
 template <typename Out, typename TileShape, typename WarpShape, int kStages>
 struct ScaledInt8Gemm {
   // Rows are tokens (a_scale), columns output channels (w_scale, bias).
-  using Epilogue = cutlass_epilogue::ScaledBias<TileShape, WarpShape, Out, /*kBiasPerRow=*/false>;
+  using Epilogue = cutlass_gemm::ScaledBias<TileShape, WarpShape, Out, /*kBiasPerRow=*/false>;
 
   using Kernel = typename cutlass::gemm::kernel::DefaultGemmWithVisitor<
       int8_t, cutlass::layout::RowMajor, cutlass::ComplexTransform::kNone, 16,     // A = activations [M, K]
@@ -38,12 +38,7 @@ struct ScaledInt8Gemm {
     typename Gemm::Arguments args(cutlass::gemm::GemmUniversalMode::kGemm,
                                   {static_cast<int>(M), static_cast<int>(N), static_cast<int>(K)}, 1, epilogue, a, w,
                                   nullptr, nullptr, M * K, N * K, 0, 0, K, K, 0, 0);
-    Gemm gemm;
-    if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (Gemm::get_workspace_size(args) != 0) return cudaErrorNotSupported;  // kGemm with one slice needs none
-    if (gemm.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (gemm.run(stream) != cutlass::Status::kSuccess) return cudaGetLastError();
-    return cudaGetLastError();
+    return cutlass_gemm::run_gemm<Gemm>(args, stream);
   }
 };
 

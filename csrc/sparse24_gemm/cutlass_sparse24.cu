@@ -1,13 +1,13 @@
 // 2:4 sparse tensor-core GEMMs on CUTLASS 2.x (sm80 mma.sp kernels, which also run on
 // sm86/89/90): bf16/fp16 with fp32 accumulation, and int8 with int32 accumulation and
-// the W8A8 scales; both with the epilogue of common/cutlass_scaled_epilogue.h.
+// the W8A8 scales; both with the epilogue of common/cutlass_gemm.h.
 // Written without a GPU: the callers use it only with BIGACCEL_UNVERIFIED_KERNELS=1
 // until tests/test_gpu.py has passed on one.
 #include <cutlass/cutlass.h>
 #include <cutlass/gemm/device/gemm_sparse_with_visitor.h>
 #include <cutlass/epilogue/threadblock/fusion/visitors.hpp>
 
-#include "common/cutlass_scaled_epilogue.h"
+#include "common/cutlass_gemm.h"
 #include "sparse24_gemm/cutlass_sparse24.h"
 
 namespace bigaccel::cutlass_sparse24 {
@@ -18,7 +18,7 @@ using cutlass::gemm::GemmShape;
 // The weight's rows are the GEMM's rows: w_scale and bias per row, a_scale per column.
 template <typename In, typename Acc, typename Out, typename Tile, typename Warp, typename Instr, typename MathOp>
 struct SparseGemm {
-  using Epilogue = cutlass_epilogue::ScaledBias<Tile, Warp, Out, /*kBiasPerRow=*/true>;
+  using Epilogue = cutlass_gemm::ScaledBias<Tile, Warp, Out, /*kBiasPerRow=*/true>;
   static constexpr int kAlign = 128 / cutlass::sizeof_bits<In>::value;
   using Gemm = cutlass::gemm::device::SparseGemmWithVisitor<
       In, cutlass::layout::RowMajor,     // A = compressed weight values [N, K/2]
@@ -38,11 +38,7 @@ struct SparseGemm {
         {values, cutlass::layout::RowMajor(K / 2)}, {x, cutlass::layout::ColumnMajor(K)},
         {static_cast<ElementE*>(const_cast<void*>(meta)), LayoutE::packed({static_cast<int>(N), static_cast<int>(meta_cols)})},
         Epilogue::arguments(row_scale, col_scale, bias, d, N, M));
-    Gemm gemm;
-    if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (gemm.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
-    if (gemm.run(stream) != cutlass::Status::kSuccess) return cudaGetLastError();
-    return cudaGetLastError();
+    return cutlass_gemm::run_gemm<Gemm>(args, stream);
   }
 };
 

@@ -21,6 +21,12 @@
 namespace bigaccel {
 namespace {
 
+// M rounded up to the kernel's multiple of tokens.
+int64_t padded_tokens(int64_t M, bool int8) {
+  const int64_t multiple = cutlass_sparse24::token_multiple(int8);
+  return (M + multiple - 1) / multiple * multiple;
+}
+
 // Rows [0, M) of `t` [M, ...] in a zero tensor of `rows` rows (t itself when M == rows).
 at::Tensor pad_rows(const at::Tensor& t, int64_t rows, bool ones) {
   if (t.size(0) == rows) return t;
@@ -39,13 +45,6 @@ at::Tensor reordered_meta(const char* op, const at::Tensor& meta, int64_t N, int
   TORCH_CHECK(err == cudaSuccess, "bigaccel.", op, ": reordering the 2:4 metadata failed: ", cudaGetErrorString(err));
   return out;
 }
-
-std::optional<at::Tensor> bias_f32(const std::optional<at::Tensor>& bias) {
-  if (!bias) return std::nullopt;
-  return bias->to(at::kFloat).contiguous().view({-1});
-}
-
-const float* ptr_or_null(const std::optional<at::Tensor>& t) { return t ? t->data_ptr<float>() : nullptr; }
 
 void check_operands(const char* op, const at::Tensor& x, const at::Tensor& values, const at::Tensor& meta, int64_t k,
                     const std::optional<at::Tensor>& bias, bool int8) {
@@ -79,8 +78,7 @@ at::Tensor sparse24_mm_cutlass(const at::Tensor& x, const at::Tensor& values, co
   if (M == 0) return at::empty({0, N}, x.options());
   const c10::cuda::CUDAGuard guard(x.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t Mp = (M + cutlass_sparse24::token_multiple(false) - 1) / cutlass_sparse24::token_multiple(false) *
-                     cutlass_sparse24::token_multiple(false);
+  const int64_t Mp = padded_tokens(M, false);
   const at::Tensor xp = pad_rows(x.contiguous(), Mp, false), vals = values.contiguous();
   const at::Tensor e = reordered_meta(op, meta.contiguous(), N, k, false, stream);
   const auto b32 = bias_f32(bias);
@@ -109,8 +107,7 @@ at::Tensor sparse24_int8_mm_cutlass(const at::Tensor& a, const at::Tensor& a_sca
   if (M == 0) return at::empty({0, N}, a.options().dtype(out_dtype));
   const c10::cuda::CUDAGuard guard(a.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t Mp = (M + cutlass_sparse24::token_multiple(true) - 1) / cutlass_sparse24::token_multiple(true) *
-                     cutlass_sparse24::token_multiple(true);
+  const int64_t Mp = padded_tokens(M, true);
   const at::Tensor ap = pad_rows(a.contiguous(), Mp, false);
   const at::Tensor sp = pad_rows(a_scale.contiguous().view({-1}), Mp, true);
   const at::Tensor vals = values.contiguous(), ws = w_scale.contiguous().view({-1});

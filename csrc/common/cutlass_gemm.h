@@ -1,21 +1,36 @@
-// The epilogue of bigaccel's CUTLASS 2.x (sm80-kernel) GEMMs, fused through an
-// epilogue visitor tree over the GEMM's rows r and columns c:
+// What bigaccel's CUTLASS 2.x (sm80-kernel) GEMMs share: their launch, and their epilogue,
+// fused through an epilogue visitor tree over the GEMM's rows r and columns c:
 //
 //   out[r, c] = convert<Out>( float(acc) * (row_scale[r] * col_scale[c]) + bias[r or c] )
 //
 // with one rounding to Out. A null scale reads as 1 and a null bias as 0, so the
-// float 2:4 GEMM (no scales) and the W8A8 GEMMs (per-token and per-channel scales)
-// share it; kBiasPerRow says which operand the bias follows (the weight's rows are
-// the GEMM's rows in the 2:4 kernels, its columns in the dense W8A8 kernel).
+// float 2:4 GEMM (no scales), W8A16 (per-channel scale) and the W8A8 GEMMs (per-token
+// and per-channel scales) share it; kBiasPerRow says which operand the bias follows (the
+// weight's rows are the GEMM's rows in the 2:4 kernels, its columns in the dense ones).
 // Include it after the CUTLASS GEMM headers: the visitor headers expect them first.
 #pragma once
 
 #include <cutlass/epilogue/threadblock/fusion/visitors.hpp>
 
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 #include <type_traits>
 
-namespace bigaccel::cutlass_epilogue {
+namespace bigaccel::cutlass_gemm {
+
+// Checks, initializes and runs a CUTLASS device GEMM: cudaSuccess, cudaErrorInvalidValue when
+// CUTLASS refuses the arguments, cudaErrorNotSupported when they would need a workspace (none
+// of bigaccel's single-slice GEMMs does), else the launch's error.
+template <typename Gemm>
+cudaError_t run_gemm(const typename Gemm::Arguments& args, cudaStream_t stream) {
+  Gemm gemm;
+  if (gemm.can_implement(args) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
+  if (Gemm::get_workspace_size(args) != 0) return cudaErrorNotSupported;
+  if (gemm.initialize(args, nullptr, stream) != cutlass::Status::kSuccess) return cudaErrorInvalidValue;
+  if (gemm.run(stream) != cutlass::Status::kSuccess) return cudaGetLastError();
+  return cudaGetLastError();
+}
 
 template <typename TileShape, typename WarpShape, typename Out, bool kBiasPerRow>
 struct ScaledBias {
@@ -67,4 +82,4 @@ struct ScaledBias {
   }
 };
 
-}  // namespace bigaccel::cutlass_epilogue
+}  // namespace bigaccel::cutlass_gemm
