@@ -24,6 +24,9 @@ __all__ = [
     "dequantize_int8_rowwise",
     "int8_mm",
     "int8_weight_only_mm",
+    "INT16_ACTIVATION_BLOCK",
+    "quantize_activations_int16",
+    "dequantize_activations_int16",
     "INT4_GROUP_SIZES",
     "quantize_int4",
     "pack_int4",
@@ -135,6 +138,39 @@ def int8_weight_only_mm(
     if bias is not None:
         out = out + bias.float()
     return epilogue_activation(out, activation).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------
+# int16 activations: how the CPU's integer GEMVs hold bf16/fp16 x
+# ---------------------------------------------------------------------------
+
+INT16_ACTIVATION_BLOCK = 128
+
+
+def quantize_activations_int16(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The int16 form of bf16/fp16 activations in the AVX2 CPU GEMVs of the weight-only
+    GEMMs (W8A16, W4A16 at M <= 4; csrc/common/act_i16.h): per row, each block of 128
+    consecutive k shares a power-of-two scale ``2^e``, ``e = max(floor(log2 max|x|) - 14, -126)``
+    (0 for an all-zero block), and ``q = round_half_even(x / 2^e)``. Returns ``(q int16 [M, K],
+    e int32 [M, ceil(K / 128)])``; ``x ~= q * 2^e``, exactly for every element whose ulp is at
+    least ``2^e`` (for bf16 those within 2^7 of the block's largest binade), the others off by
+    at most ``2^(e-1)``. The GEMVs' outputs differ from the float computation by at most
+    ``|w| @ |x - q 2^e|`` beyond fp32 rounding."""
+    m, k = x.shape
+    blocks = -(-k // INT16_ACTIVATION_BLOCK)
+    x32 = F.pad(x.float(), (0, blocks * INT16_ACTIVATION_BLOCK - k)).view(m, blocks, INT16_ACTIVATION_BLOCK)
+    amax = x32.abs().amax(-1)
+    _, exp = torch.frexp(amax)  # amax = f * 2^exp with f in [0.5, 1): floor(log2 amax) = exp - 1
+    e = torch.where(amax > 0, (exp - 1 - 14).clamp(min=-126), torch.zeros_like(exp)).to(torch.int32)
+    q = torch.round(torch.ldexp(x32, -e[..., None].float())).clamp(-32768, 32767).to(torch.int16)
+    return q.view(m, -1)[:, :k].contiguous(), e
+
+
+def dequantize_activations_int16(q: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """``q * 2^e`` in fp32, the activations that the int16 GEMVs multiply (see
+    :func:`quantize_activations_int16`)."""
+    scale = torch.ldexp(torch.ones_like(e, dtype=torch.float32), e.float())
+    return q.float() * scale.repeat_interleave(INT16_ACTIVATION_BLOCK, dim=1)[:, : q.shape[1]]
 
 
 EPILOGUE_ACTIVATIONS = ("none", "silu", "gelu", "gelu_tanh")

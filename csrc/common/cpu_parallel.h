@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "activations/epilogue.h"
+#include "common/act_i16.h"
 
 namespace bigaccel {
 
@@ -63,5 +65,28 @@ void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fil
     out.narrow(1, n0, nb).copy_(acc);
   }
 }
+
+// The int16 activations of common/act_i16.h for one call: quantized once, before the
+// threads split the columns.
+class I16Buffers {
+ public:
+  I16Buffers(int64_t M, int64_t K, int64_t sub)
+      : sub_(sub), padded_(i16_padded_k(K)), q_(M * padded_), scale_(M * (padded_ / sub)), qsum_(M * (padded_ / sub)) {}
+  // False (and the buffers unusable) if x holds an inf or a nan.
+  bool quantize(const void* x, DType dtype, int64_t M, int64_t K, bool quad_order, bool with_sums) {
+    with_sums_ = with_sums;
+    return avx2::quantize_rows_i16(x, dtype, M, K, sub_, quad_order, q_.data(), scale_.data(),
+                                   with_sums ? qsum_.data() : nullptr);
+  }
+  I16Rows rows() const {
+    return {q_.data(), scale_.data(), with_sums_ ? qsum_.data() : nullptr, padded_, padded_ / sub_};
+  }
+
+ private:
+  int64_t sub_, padded_;
+  bool with_sums_ = false;
+  std::vector<int16_t> q_;
+  std::vector<float> scale_, qsum_;
+};
 
 }  // namespace bigaccel

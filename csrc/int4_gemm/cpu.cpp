@@ -15,6 +15,14 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64
 BIGACCEL_DECLARE_ISA_KERNEL(void, int4_dequantize_cols, const uint8_t* packed, const float* scales,
                             const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, float* tile)
 
+#if defined(__x86_64__)
+namespace bigaccel::avx2 {
+void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
+                        const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
+                        const float* bias, void* out, DType out_dtype);
+}
+#endif
+
 namespace bigaccel {
 
 namespace {
@@ -80,12 +88,26 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
 
   at::Tensor out = at::empty({M, N}, x.options());
   if (M == 0 || N == 0) return out;
-  // x in nibble order: the 16 even k then the 16 odd k of every 32 (K is a multiple of the group).
-  const at::Tensor x32 =
-      x.to(at::kFloat).contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous();
   const at::Tensor p = packed.contiguous(), s = scales.contiguous();
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
+#if defined(__x86_64__)
+  if (out_kind != DType::F32 && M <= kI16MaxRows && cpu::active_isa() == cpu::Isa::Avx2) {
+    const at::Tensor x_c = x.contiguous();
+    I16Buffers x16(M, K, group_size);
+    if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/true, /*with_sums=*/true)) {
+      parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
+        avx2::int4_gemv_i16_cols(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
+                                 z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
+                                 b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+      });
+      return out;
+    }
+  }
+#endif
+  // x in nibble order: the 16 even k then the 16 odd k of every 32 (K is a multiple of the group).
+  const at::Tensor x32 =
+      x.to(at::kFloat).contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous();
   if (M >= kSgemmMinRows) {
     int4_mm_sgemm(x32.view({M, K}), p, s, z, group_size, b32, act, out);
     return out;

@@ -17,6 +17,7 @@
 //   k in nibble order like x, and reused across all M rows with a 4 x 2 register tile.
 #pragma once
 
+#include "common/act_i16.h"
 #include "common/vec.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -54,11 +55,13 @@ static inline void load_codes32(const uint8_t* p, int zero, VecF* out) {
 }
 
 struct Int4Weight {
+  Int4Weight(const uint8_t* packed, const float* scales, const uint8_t* zeros, int64_t K, int64_t G)
+      : packed(packed), scales(scales), zeros(zeros), K(K), G(G), groups(K / G) {}
   const uint8_t* packed;  // [N, K/2]
   const float* scales;    // [N, K/G]
   const uint8_t* zeros;   // [N, K/G] or nullptr (8)
-  int64_t K, G;
-  int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * (K / G) + g]) : 8; }
+  int64_t K, G, groups;   // groups = K / G, kept: a division per group was a visible cost
+  int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * groups + g]) : 8; }
 };
 
 // x_nib: the R rows of x, each in nibble order (kInt4NibbleChunk).
@@ -179,6 +182,118 @@ void int4_mm_cols(const float* x, int64_t M, int64_t K, const uint8_t* packed, c
     int4_mm_typed(x, M, w, N, n_begin, n_end, bias, scratch, static_cast<decltype(tag)*>(out));
   });
 }
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+// bf16/fp16 activations at M <= kI16MaxRows: x as int16 (common/act_i16.h, quad order, one
+// scale and q sum per group) and integer dot products. 32 packed bytes hold 64 codes; read
+// as 16-bit lanes, lane i holds k = 4i .. 4i+3 in its four nibbles, which four shift/and
+// steps turn into int16 codes that meet x's quad order. vpmaddwd sums code * q pairs into
+// int32, exact within a group (at most 128 * 15 * 32767 < 2^24, so also exact in fp32);
+// each group then adds (sum code*q) * (scale * 2^e) to the fp32 accumulator, and its zero
+// point comes off once per output as the sum of zero * scale * (2^e * sum q).
+constexpr int64_t kInt4PrefetchBytes = 2048;
+
+template <int R, int G, typename T>
+static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
+                               const float* bias, T* out) {
+  const int64_t K = w.K, groups = K / G, full_chunks = K / 64;
+  const __m256i low4 = _mm256_set1_epi16(0x000F);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const uint8_t* row = w.packed + n * (K / 2);
+    const float* scales = w.scales + n * groups;
+    const uint8_t* zeros = w.zeros ? w.zeros + n * groups : nullptr;
+    __m256 acc[R];
+    __m256i isum[R];
+    float zero_terms[R];
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm256_setzero_ps();
+      isum[r] = _mm256_setzero_si256();
+      zero_terms[r] = 0.0f;
+    }
+    auto dot_chunk = [&](__m256i v, int64_t c) {
+      const __m256i c0 = _mm256_and_si256(v, low4);
+      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(v, 8), low4);
+      const __m256i c3 = _mm256_srli_epi16(v, 12);
+      for (int r = 0; r < R; ++r) {
+        const __m256i* q = reinterpret_cast<const __m256i*>(x.q + r * x.padded_k + c * 64);
+        const __m256i s01 = _mm256_add_epi32(_mm256_madd_epi16(c0, _mm256_loadu_si256(q)),
+                                             _mm256_madd_epi16(c1, _mm256_loadu_si256(q + 1)));
+        const __m256i s23 = _mm256_add_epi32(_mm256_madd_epi16(c2, _mm256_loadu_si256(q + 2)),
+                                             _mm256_madd_epi16(c3, _mm256_loadu_si256(q + 3)));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_add_epi32(s01, s23));
+      }
+    };
+    // Ends group g (for G = 32: groups g and g + 1, in the low and high 128-bit halves).
+    // The zero terms are sums of fp32 products, one per group: their rounding stays below
+    // K * eps * sum |x w|, the bound of any fp32 evaluation order.
+    auto end_group = [&](int64_t g) {
+      const bool second = G == 32 && g + 1 < groups;
+      const float s0 = scales[g], s1 = second ? scales[g + 1] : 0.0f;
+      const float z0s = float(zeros ? zeros[g] : 8) * s0, z1s = second ? float(zeros ? zeros[g + 1] : 8) * s1 : 0.0f;
+      for (int r = 0; r < R; ++r) {
+        const float* xs = x.scale + r * x.subs;
+        const float* xq = x.qsum + r * x.subs;
+        __m256 scale;
+        if constexpr (G == 32)
+          scale = _mm256_setr_m128(_mm_set1_ps(s0 * xs[g]), _mm_set1_ps(second ? s1 * xs[g + 1] : 0.0f));
+        else
+          scale = _mm256_set1_ps(s0 * xs[g]);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), scale, acc[r]);
+        isum[r] = _mm256_setzero_si256();
+        zero_terms[r] += z0s * xq[g];
+        if (second) zero_terms[r] += z1s * xq[g + 1];
+      }
+    };
+    // One step: a group of G >= 64 (G / 64 chunks), or one chunk of two groups of 32.
+    constexpr int64_t kChunksPerStep = G >= 64 ? G / 64 : 1;
+    const int64_t steps = G >= 64 ? groups : full_chunks;
+    for (int64_t t = 0; t < steps; ++t) {
+      for (int64_t i = 0; i < kChunksPerStep; ++i) {
+        const int64_t c = t * kChunksPerStep + i;
+        // A few KiB ahead in the stream (the rows are contiguous): hardware prefetchers stop
+        // at page boundaries, and one stream per core then leaves DRAM idle.
+        __builtin_prefetch(row + c * 32 + kInt4PrefetchBytes, 0, 2);
+        dot_chunk(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32)), c);
+      }
+      end_group(G == 32 ? 2 * t : t);
+    }
+    if (full_chunks * 64 < K) {  // G = 32 and an odd number of groups: the last one alone
+      dot_chunk(_mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + full_chunks * 32))),
+                full_chunks);
+      end_group(groups - 1);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float v = VecF{acc[r]}.reduce_add() - zero_terms[r];
+      from_float(bias ? v + bias[n] : v, out + r * N + n);
+    }
+  }
+}
+
+template <int G, typename T>
+static void int4_gemv_i16_typed(const I16Rows& x, int64_t M, const Int4Weight& w, int64_t N, int64_t n_begin,
+                                int64_t n_end, const float* bias, T* out) {
+  switch (M) {
+    case 1: return int4_gemv_i16_rows<1, G>(x, w, N, n_begin, n_end, bias, out);
+    case 2: return int4_gemv_i16_rows<2, G>(x, w, N, n_begin, n_end, bias, out);
+    case 3: return int4_gemv_i16_rows<3, G>(x, w, N, n_begin, n_end, bias, out);
+    default: return int4_gemv_i16_rows<4, G>(x, w, N, n_begin, n_end, bias, out);
+  }
+}
+
+// x from avx2::quantize_rows_i16 with sub = group_size and quad order; M <= kI16MaxRows.
+void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
+                        const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
+                        const float* bias, void* out, DType out_dtype) {
+  const Int4Weight w{packed, scales, zeros, K, group_size};
+  with_element_type(out_dtype, [&](auto tag) {
+    auto* o = static_cast<decltype(tag)*>(out);
+    if (group_size == 32) return int4_gemv_i16_typed<32>(x, M, w, N, n_begin, n_end, bias, o);
+    if (group_size == 64) return int4_gemv_i16_typed<64>(x, M, w, N, n_begin, n_end, bias, o);
+    return int4_gemv_i16_typed<128>(x, M, w, N, n_begin, n_end, bias, o);
+  });
+}
+#endif
 
 // Columns [n0, n1) dequantized into tile[(n - n0) * K + k'], k' in nibble order: the large-M
 // path multiplies such tiles with torch's fp32 GEMM (cpu.cpp).

@@ -1,6 +1,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "common/act_i16.h"
 #include "common/checks.h"
 #include "common/cpu_isa.h"
 #include "common/cpu_parallel.h"
@@ -15,6 +16,10 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int8_weight_only_cols, const float* x, int64_t
                             void* out, bigaccel::DType out_dtype)
 
 #if defined(__x86_64__)
+namespace bigaccel::avx2 {
+void int8_weight_only_i16_cols(const I16Rows& x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                               int64_t n_end, const float* w_scale, const float* bias, void* out, DType out_dtype);
+}
 namespace bigaccel::avx512 {
 void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                                 int64_t n_end, const float* w_scale, const float* bias, bf16_t* out);
@@ -73,6 +78,17 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
                                          b32 ? b32->data_ptr<float>() : nullptr, op);
     });
     return out;
+  }
+  if (out_kind != DType::F32 && M <= kI16MaxRows && cpu::active_isa() == cpu::Isa::Avx2) {
+    const at::Tensor x_c = x.contiguous();
+    I16Buffers x16(M, K, kI16Block);
+    if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/false, /*with_sums=*/false)) {
+      parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
+        avx2::int8_weight_only_i16_cols(x16.rows(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
+                                        b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+      });
+      return out;
+    }
   }
 #endif
   const at::Tensor x32 = x.to(at::kFloat).contiguous();

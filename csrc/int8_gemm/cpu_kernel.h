@@ -8,6 +8,7 @@
 //   out[m][n] = acc * w_scale[n] + bias[n].
 #pragma once
 
+#include "common/act_i16.h"
 #include "common/dot_tile.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -46,6 +47,87 @@ void int8_weight_only_cols(const float* x, int64_t M, int64_t K, const int8_t* w
     int8_weight_only_typed(x, M, K, w, N, n_begin, n_end, w_scale, bias, static_cast<decltype(tag)*>(out));
   });
 }
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+// W8A16 with bf16/fp16 activations at M <= kI16MaxRows: x as int16 (common/act_i16.h,
+// natural order, one scale per block of 128 k), weights sign-extended to int16, vpmaddwd
+// into int32. A block's sums stay below 128 * 128 * 32767 < 2^31; each block then adds
+// float(sum) * 2^e to an fp32 accumulator. R rows x C columns per tile.
+static inline __m256i widen_int8_to_int16(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+template <int R, int C, typename T>
+static void w8_gemv_i16_tile(const I16Rows& x, int64_t K, const int8_t* w, int64_t n, int64_t N,
+                             const float* w_scale, const float* bias, T* out) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) acc[r][j] = _mm256_setzero_ps();
+  __m256i isum[R][C];
+  // 32 k of column j from wp, against x's k .. k + 31.
+  auto step = [&](int j, const int8_t* wp, int64_t k) {
+    const __m256i w0 = widen_int8_to_int16(wp), w1 = widen_int8_to_int16(wp + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m256i* q = reinterpret_cast<const __m256i*>(x.q + r * x.padded_k + k);
+      isum[r][j] = _mm256_add_epi32(isum[r][j], _mm256_add_epi32(_mm256_madd_epi16(w0, _mm256_loadu_si256(q)),
+                                                                 _mm256_madd_epi16(w1, _mm256_loadu_si256(q + 1))));
+    }
+  };
+  for (int64_t k0 = 0; k0 < K; k0 += kI16Block) {
+    const int64_t k1 = K - k0 < kI16Block ? K : k0 + kI16Block;
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < C; ++j) isum[r][j] = _mm256_setzero_si256();
+    int64_t k = k0;
+    for (; k + 32 <= k1; k += 32)
+      for (int j = 0; j < C; ++j) {
+        const int8_t* wp = w + (n + j) * K + k;
+        __builtin_prefetch(wp + 8 * K, 0, 2);  // rows ahead: hardware prefetchers stop at pages
+        step(j, wp, k);
+      }
+    if (k < k1) {  // the row's last k; x is zero padded to the block
+      alignas(32) int8_t tail[32];
+      for (int j = 0; j < C; ++j) {
+        std::memset(tail, 0, sizeof(tail));
+        std::memcpy(tail, w + (n + j) * K + k, size_t(k1 - k));
+        step(j, tail, k);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256 scale = _mm256_set1_ps(x.scale[r * x.subs + k0 / kI16Block]);
+      for (int j = 0; j < C; ++j) acc[r][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][j]), scale, acc[r][j]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < C; ++j) {
+      const float v = VecF{acc[r][j]}.reduce_add() * w_scale[n + j];
+      from_float(bias ? v + bias[n + j] : v, out + r * N + n + j);
+    }
+}
+
+// Column tiles of C = 4 / R (the int32 and fp32 accumulators of a tile fill the registers).
+template <int R, typename T>
+static void w8_gemv_i16_rows(const I16Rows& x, int64_t K, const int8_t* w, int64_t N, int64_t n_begin, int64_t n_end,
+                             const float* w_scale, const float* bias, T* out) {
+  constexpr int C = R == 1 ? 4 : (R == 2 ? 2 : 1);
+  int64_t n = n_begin;
+  for (; n + C <= n_end; n += C) w8_gemv_i16_tile<R, C>(x, K, w, n, N, w_scale, bias, out);
+  for (; n < n_end; ++n) w8_gemv_i16_tile<R, 1>(x, K, w, n, N, w_scale, bias, out);
+}
+
+// x from avx2::quantize_rows_i16 with sub = kI16Block, natural order; M <= kI16MaxRows.
+void int8_weight_only_i16_cols(const I16Rows& x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
+                               int64_t n_end, const float* w_scale, const float* bias, void* out, DType out_dtype) {
+  with_element_type(out_dtype, [&](auto tag) {
+    auto* o = static_cast<decltype(tag)*>(out);
+    switch (M) {
+      case 1: return w8_gemv_i16_rows<1>(x, K, w, N, n_begin, n_end, w_scale, bias, o);
+      case 2: return w8_gemv_i16_rows<2>(x, K, w, N, n_begin, n_end, w_scale, bias, o);
+      case 3: return w8_gemv_i16_rows<3>(x, K, w, N, n_begin, n_end, w_scale, bias, o);
+      default: return w8_gemv_i16_rows<4>(x, K, w, N, n_begin, n_end, w_scale, bias, o);
+    }
+  });
+}
+#endif
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 // W8A16 with bf16 activations on CPUs with AVX512_BF16: products of bf16 and int8

@@ -4,7 +4,7 @@ import torch
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases
+from tests.conftest import backend_cases, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 3, 17, 64, 200]
@@ -63,11 +63,37 @@ def test_w8a16_matches_reference(case, dtype, nk, m, use_backend):
     out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
     ref = reference.int8_weight_only_mm(x, w, w_scale, b)
     assert out.dtype == dtype and out.shape == (m, n)
+    assert torch.all((out.double() - ref.double()).abs() <= _w8a16_tolerance(case, x, w, w_scale, b, ref))
+
+
+def _w8a16_tolerance(case, x, w, w_scale, b, ref):
     # fp32 sums of K products in another order differ by at most ~K*eps*sum|x*w| (times the
-    # scale); then one rounding to `dtype` each side.
-    sum_abs = (x.double().abs() @ w.double().abs().t()) * w_scale.double()
-    tol = k * EPS32 * sum_abs + 2 * torch.finfo(dtype).eps * (ref.double().abs() + b.double().abs())
-    assert torch.all((out.double() - ref.double()).abs() <= tol), (out - ref).abs().max()
+    # scale); then one rounding to the output dtype each side; plus, where x is held as int16,
+    # that representation's error.
+    w_dense = w.double() * w_scale.double()[:, None]
+    sum_abs = x.double().abs() @ w_dense.abs().t()
+    bias_abs = b.double().abs() if b is not None else 0
+    return (x.shape[1] * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs)
+            + int16_activation_error(case, x, w_dense))
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("m", [1, 2, 4])
+def test_w8a16_int16_activations_at_outliers_and_non_finite(case, dtype, m, use_backend):
+    """Blocks with an outlier 10^3 times the rest (their int16 scale is the outlier's): within
+    the int16 representation's error; an inf or nan in x still reaches the output."""
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x, w, w_scale, b = _data(m, 40, 300, dtype, seed=7)
+    x[:, ::97] = 1000.0
+    out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
+    ref = reference.int8_weight_only_mm(x, w, w_scale, b)
+    assert torch.all((out.double() - ref.double()).abs() <= _w8a16_tolerance(case, x, w, w_scale, b, ref))
+    x[0, 3], x[-1, 250] = float("inf"), float("nan")
+    out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
+    assert out[0].isinf().any() or out[0].isnan().all()
+    assert out[-1].isnan().all()
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_mm"))
