@@ -148,7 +148,7 @@ INT16_ACTIVATION_BLOCK = 128
 
 
 def quantize_activations_int16(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The int16 form of bf16/fp16 activations in the AVX2 CPU GEMVs of the weight-only
+    """The int16 form of bf16/fp16 activations in the x86 CPU GEMVs of the weight-only
     GEMMs (W8A16, W4A16 at M <= 4; csrc/common/act_i16.h): per row, each block of 128
     consecutive k shares a power-of-two scale ``2^e``, ``e = max(floor(log2 max|x|) - 14, -126)``
     (0 for an all-zero block), and ``q = round_half_even(x / 2^e)``. Returns ``(q int16 [M, K],

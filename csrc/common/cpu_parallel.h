@@ -10,6 +10,7 @@
 
 #include "activations/epilogue.h"
 #include "common/act_i16.h"
+#include "common/cpu_isa.h"
 
 namespace bigaccel {
 
@@ -64,6 +65,13 @@ void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fil
     activations::make_epilogue(act, acc, op).cpu_all();
     out.narrow(1, n0, nb).copy_(acc);
   }
+}
+
+// Whether a weight-only GEMV takes the int16 activations of common/act_i16.h: bf16/fp16 x,
+// M <= kI16MaxRows, an x86 tier. The kernels are AVX2; the AVX-512 tier takes them too, as
+// its float GEMVs spend the same conversions per weight (16 lanes wide, on fewer ports).
+inline bool use_i16_gemv(DType x_dtype, int64_t M) {
+  return x_dtype != DType::F32 && M <= kI16MaxRows && cpu::active_isa() != cpu::Isa::Portable;
 }
 
 // The int16 activations of common/act_i16.h for one call: quantized once, before the

@@ -92,7 +92,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
 #if defined(__x86_64__)
-  if (out_kind != DType::F32 && M <= kI16MaxRows && cpu::active_isa() == cpu::Isa::Avx2) {
+  if (use_i16_gemv(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, group_size);
     if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/true, /*with_sums=*/true)) {

@@ -79,7 +79,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
     });
     return out;
   }
-  if (out_kind != DType::F32 && M <= kI16MaxRows && cpu::active_isa() == cpu::Isa::Avx2) {
+  if (use_i16_gemv(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block);
     if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/false, /*with_sums=*/false)) {
