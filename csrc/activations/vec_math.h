@@ -1,8 +1,8 @@
 // Vectorized transcendental helpers for the activation kernels, written once
-// against VecF (common/vec.h) plus four small per-ISA primitives below.
+// against VecF (common/vec.h) plus a few small per-ISA primitives below.
 //
 // Accuracy (measured in tests/ops/test_activations.py against float64):
-//   exp_approx   Cody-Waite reduction to |r| <= ln2/2 and a degree-6 polynomial
+//   exp_nonpositive  Cody-Waite reduction to |r| <= ln2/2 and a degree-6 polynomial
 //                (fitted on Chebyshev nodes): < 1 fp32 ulp before scaling.
 //   normal_cdf   erfc(y) = t * exp(-y^2) * P(t), t = 1 / (1 + y/2), y >= 0, P of
 //                degree 10 fitted to erfc(y) exp(y^2) / t over t in (0, 1]: a few ulps
@@ -22,16 +22,6 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 
 inline VecF div(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
-// p * 2^n for integral n in [-150, 128]: two factors so neither exponent overflows.
-inline VecF scale_pow2(VecF p, VecF n) {
-  const __m512i ni = _mm512_cvtps_epi32(n.v);
-  const __m512i n1 = _mm512_srai_epi32(ni, 1);
-  const __m512i n2 = _mm512_sub_epi32(ni, n1);
-  const __m512i bias = _mm512_set1_epi32(127);
-  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
-  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
-  return {_mm512_mul_ps(_mm512_mul_ps(p.v, s1), s2)};
-}
 // 2^n from nf = n + 1.5 * 2^23 (n integral in [-126, 127], held in nf's low mantissa bits).
 inline VecF pow2_of_magic(VecF nf) {
   return {_mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(nf.v), 23),
@@ -49,15 +39,6 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 
 inline VecF div(VecF a, VecF b) { return {_mm256_div_ps(a.v, b.v)}; }
-inline VecF scale_pow2(VecF p, VecF n) {
-  const __m256i ni = _mm256_cvtps_epi32(n.v);
-  const __m256i n1 = _mm256_srai_epi32(ni, 1);
-  const __m256i n2 = _mm256_sub_epi32(ni, n1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-  return {_mm256_mul_ps(_mm256_mul_ps(p.v, s1), s2)};
-}
 inline VecF pow2_of_magic(VecF nf) {
   return {_mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(nf.v), 23),
                                                _mm256_set1_epi32(127 << 23)))};
@@ -65,14 +46,14 @@ inline VecF pow2_of_magic(VecF nf) {
 inline VecF select_sign(VecF x, VecF neg, VecF pos) { return {_mm256_blendv_ps(pos.v, neg.v, x.v)}; }
 
 // vec.h's AVX2 bf16 store goes through a scalar loop; this one rounds to nearest
-// even in vector registers (the bandwidth-bound kernels here would feel it).
+// even in vector registers (the bandwidth-bound kernels here would feel it). Without
+// vec.h's nan fix-up: in these kernels a bf16 result that is nan comes from bf16 data
+// (a nan operand's payload, quieted) or is x86's default nan, and both have a zero low
+// half, which the rounding add cannot carry out of.
 inline __m128i narrow_bf16(VecF f) {
   const __m256i u = _mm256_castps_si256(f.v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
   __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
-  const __m256 nan = _mm256_cmp_ps(f.v, f.v, _CMP_UNORD_Q);
-  r = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(r),
-                                           _mm256_castsi256_ps(_mm256_or_si256(u, _mm256_set1_epi32(0x400000))), nan));
   r = _mm256_srli_epi32(r, 16);
   const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
   return _mm256_castsi256_si128(packed);
@@ -86,15 +67,6 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 #else  // portable
 
 inline VecF div(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x / y; }); }
-inline VecF scale_pow2(VecF p, VecF n) {
-  VecF r;
-  for (int i = 0; i < VecF::kWidth; ++i) {
-    const int32_t ni = int32_t(n.v[i]);
-    const int32_t n1 = ni >> 1, n2 = ni - n1;
-    r.v[i] = p.v[i] * bits_float(uint32_t(n1 + 127) << 23) * bits_float(uint32_t(n2 + 127) << 23);
-  }
-  return r;
-}
 inline VecF pow2_of_magic(VecF nf) {
   VecF r;
   for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = bits_float((float_bits(nf.v[i]) << 23) + (127u << 23));
@@ -125,19 +97,6 @@ inline VecF exp_reduced(VecF x, VecF n) {
   return p;
 }
 
-inline VecF exp_approx(VecF x) {
-  // Below -104 the result is 0 in fp32, above 89 it is inf; the clamp keeps n in range.
-  x = min(max(x, VecF::broadcast(-104.0f)), VecF::broadcast(89.0f));
-  const VecF n = round_even(x * VecF::broadcast(1.44269502f));
-  return scale_pow2(exp_reduced(x, n), n);
-}
-
-// 1 / (1 + exp(-x))
-inline VecF sigmoid(VecF x) {
-  const VecF one = VecF::broadcast(1.0f);
-  return div(one, one + exp_approx(VecF::zero() - x));
-}
-
 // a * b + c with one rounding on every tier (vec.h's portable fma rounds twice,
 // which would lose the low half of x^2 below).
 inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
@@ -150,16 +109,27 @@ inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
 #endif
 }
 
-// exp(x) for x <= 0, as exp_approx but clamped at -87 (exp near FLT_MIN) so that 2^n
-// is one exponent field, and n rounded by adding 1.5 * 2^23 (its bits are then the
-// exponent's): normal_cdf's tail multiplies it by factors below 1, and under FLT_MIN
-// the GELU's value is under its tests' underflow threshold anyway.
+// exp(x) for x <= 0, clamped at -87 (exp near FLT_MIN) so that 2^n is one exponent
+// field, and n rounded by adding 1.5 * 2^23 (its bits are then the exponent's): the tails
+// of normal_cdf and sigmoid multiply it by factors below 1, and under FLT_MIN their
+// callers' values are under the tests' underflow threshold anyway.
 inline VecF exp_nonpositive(VecF x) {
   const VecF magic = VecF::broadcast(12582912.0f);
   x = max(x, VecF::broadcast(-87.0f));
   const VecF nf = fma(x, VecF::broadcast(1.44269502f), magic);
   const VecF n = nf - magic;
   return exp_reduced(x, n) * pow2_of_magic(nf);
+}
+
+// 1 / (1 + exp(-x)), from e = exp(-|x|) <= 1, which cannot overflow: 1 / (1 + e) for
+// x >= 0, e / (1 + e) for x < 0 (one exponent field and no clamp of a positive argument,
+// which exp(-x) needed: 6 fewer vector operations, in kernels bound by their count). Below
+// x = -87, e stays at exp(-87), so silu(x) there is x * 1.6e-38 rather than smaller: under
+// 1e-35 from a function whose fp32 value PyTorch gives as 0.
+inline VecF sigmoid(VecF x) {
+  const VecF one = VecF::broadcast(1.0f);
+  const VecF e = exp_nonpositive(VecF::zero() - abs(x));
+  return div(select_sign(x, e, one), one + e);
 }
 
 // Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt2) / 2 for x < 0, 1 - that for x >= 0,
