@@ -78,21 +78,21 @@ inline bool use_i16_gemv(DType x_dtype, int64_t M) {
 // threads split the columns.
 class I16Buffers {
  public:
-  I16Buffers(int64_t M, int64_t K, int64_t sub)
-      : sub_(sub), padded_(i16_padded_k(K)), q_(M * padded_), scale_(M * (padded_ / sub)), qsum_(M * (padded_ / sub)) {}
+  // x [M, K] contiguous, bf16 or fp16; q sums per `sub` k only if with_sums.
+  I16Buffers(int64_t M, int64_t K, int64_t sub, bool with_sums)
+      : M_(M), K_(K), sub_(sub), padded_(i16_padded_k(K)), q_(M * padded_), scale_(M * (padded_ / sub)),
+        qsum_(with_sums ? M * (padded_ / sub) : 0) {}
   // False (and the buffers unusable) if x holds an inf or a nan.
-  bool quantize(const void* x, DType dtype, int64_t M, int64_t K, bool quad_order, bool with_sums) {
-    with_sums_ = with_sums;
-    return avx2::quantize_rows_i16(x, dtype, M, K, sub_, quad_order, q_.data(), scale_.data(),
-                                   with_sums ? qsum_.data() : nullptr);
+  bool quantize(const void* x, DType dtype, bool quad_order) {
+    return avx2::quantize_rows_i16(x, dtype, M_, K_, sub_, quad_order, q_.data(), scale_.data(),
+                                   qsum_.empty() ? nullptr : qsum_.data());
   }
   I16Rows rows() const {
-    return {q_.data(), scale_.data(), with_sums_ ? qsum_.data() : nullptr, padded_, padded_ / sub_};
+    return {q_.data(), scale_.data(), qsum_.empty() ? nullptr : qsum_.data(), padded_, padded_ / sub_};
   }
 
  private:
-  int64_t sub_, padded_;
-  bool with_sums_ = false;
+  int64_t M_, K_, sub_, padded_;
   std::vector<int16_t> q_;
   std::vector<float> scale_, qsum_;
 };

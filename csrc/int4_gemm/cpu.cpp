@@ -94,12 +94,12 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
 #if defined(__x86_64__)
   if (use_i16_gemv(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
-    I16Buffers x16(M, K, group_size);
-    if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/true, /*with_sums=*/true)) {
+    I16Buffers x16(M, K, group_size, /*with_sums=*/true);
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/true)) {
       parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
         avx2::int4_gemv_i16_cols(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
                                  z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
-                                 b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+                                 ptr_or_null(b32), out.data_ptr(), out_kind);
       });
       return out;
     }
@@ -118,7 +118,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
     std::vector<float> scratch(M > kFusedMaxRows ? kBlockN * K : 0);
     kernel(x32.data_ptr<float>(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
            z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
-           b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
+           ptr_or_null(b32), scratch.data(), out.data_ptr(), out_kind);
   });
   return out;
 }

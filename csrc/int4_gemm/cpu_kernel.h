@@ -196,12 +196,11 @@ constexpr int64_t kInt4PrefetchBytes = 2048;
 template <int R, int G, typename T>
 static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
                                const float* bias, T* out) {
-  const int64_t K = w.K, groups = K / G, full_chunks = K / 64;
+  const int64_t K = w.K, groups = w.groups, full_chunks = K / 64;
   const __m256i low4 = _mm256_set1_epi16(0x000F);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* row = w.packed + n * (K / 2);
     const float* scales = w.scales + n * groups;
-    const uint8_t* zeros = w.zeros ? w.zeros + n * groups : nullptr;
     __m256 acc[R];
     __m256i isum[R];
     float zero_terms[R];
@@ -230,7 +229,7 @@ static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N,
     auto end_group = [&](int64_t g) {
       const bool second = G == 32 && g + 1 < groups;
       const float s0 = scales[g], s1 = second ? scales[g + 1] : 0.0f;
-      const float z0s = float(zeros ? zeros[g] : 8) * s0, z1s = second ? float(zeros ? zeros[g + 1] : 8) * s1 : 0.0f;
+      const float z0s = float(w.zero_code(n, g)) * s0, z1s = second ? float(w.zero_code(n, g + 1)) * s1 : 0.0f;
       for (int r = 0; r < R; ++r) {
         const float* xs = x.scale + r * x.subs;
         const float* xq = x.qsum + r * x.subs;

@@ -50,7 +50,7 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
   parallel_over_columns(M, N, K, kColumnChunk, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
     kernel(w8.a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),
-           w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(), b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(),
+           w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(), ptr_or_null(b32), out.data_ptr(),
            out_kind);
   });
   return out;
@@ -75,17 +75,17 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
     auto* op = static_cast<bf16_t*>(out.data_ptr());
     parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
       avx512::int8_weight_only_bf16_cols(xp, M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
-                                         b32 ? b32->data_ptr<float>() : nullptr, op);
+                                         ptr_or_null(b32), op);
     });
     return out;
   }
   if (use_i16_gemv(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
-    I16Buffers x16(M, K, kI16Block);
-    if (x16.quantize(x_c.data_ptr(), out_kind, M, K, /*quad_order=*/false, /*with_sums=*/false)) {
+    I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {
       parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
         avx2::int8_weight_only_i16_cols(x16.rows(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
-                                        b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+                                        ptr_or_null(b32), out.data_ptr(), out_kind);
       });
       return out;
     }
@@ -104,7 +104,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);
   parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
-           b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+           ptr_or_null(b32), out.data_ptr(), out_kind);
   });
   return out;
 }

@@ -86,8 +86,8 @@ static void w8_gemv_i16_tile(const I16Rows& x, int64_t K, const int8_t* w, int64
       }
     if (k < k1) {  // the row's last k; x is zero padded to the block
       alignas(32) int8_t tail[32];
+      std::memset(tail, 0, sizeof(tail));  // each column overwrites the same first k1 - k bytes
       for (int j = 0; j < C; ++j) {
-        std::memset(tail, 0, sizeof(tail));
         std::memcpy(tail, w + (n + j) * K + k, size_t(k1 - k));
         step(j, tail, k);
       }
