@@ -118,6 +118,9 @@ def test_opcheck():
     x, packed, scales, zeros, b = _data(5, 7, 64, 32, torch.float32, True)
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x, packed, scales, zeros, 32, b))
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x.bfloat16(), packed, scales, None, 32))
+    # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:1].bfloat16(), packed, scales, zeros, 32, b.bfloat16()))
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:3].half(), packed, scales, None, 32))
 
 
 def test_torch_compile(fresh_backends):

@@ -134,6 +134,9 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32)))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x.bfloat16(), w, w_scale, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x, w, w_scale))
+    # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86
+    torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x[:1].bfloat16(), w, w_scale, b.bfloat16()))
+    torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x[:4].half(), w, w_scale))
 
 
 @pytest.mark.parametrize(
