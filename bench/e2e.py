@@ -13,6 +13,7 @@ are swapped with the nn modules' from_linear.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 
 import torch
@@ -43,7 +44,13 @@ def recipes(combos: bool = True) -> list[str]:
 
 def apply_recipe(model: torch.nn.Module, recipe: str) -> None:
     if hasattr(bigaccel, "convert"):
-        bigaccel.convert(model, recipe)
+        # A random model is not 2:4, and convert keeps such layers dense (a rule about the
+        # weight's values): the 2:4 recipes prune by magnitude here, as a user prunes first.
+        configs = [dataclasses.replace(c, prune_dense=True) if hasattr(c, "prune_dense") else c
+                   for c in bigaccel.recipes.resolve(recipe)]
+        report = bigaccel.convert(model, configs)
+        if not report.converted:
+            raise RuntimeError(f"recipe {recipe!r} converted no layer: {report}")
         return
     layer_type = {"int8": bigaccel.nn.Int8Linear, "int8-weight-only": bigaccel.nn.Int8WeightOnlyLinear}[recipe]
     for name, module in list(model.named_modules()):

@@ -10,6 +10,8 @@ import os
 import pytest
 import torch
 
+import bigaccel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if not os.path.isfile(os.path.join(ROOT, "bench", "runner.py")):  # e.g. the wheel check runs tests/ alone
     pytest.skip("bench/ is in the source tree only", allow_module_level=True)
@@ -136,3 +138,23 @@ def test_models_choose_the_linear_shapes():
     bad = SimpleNamespace(op=[], quick=True, threads=None, e2e_model=None, budget=None, models="7b,70b", json=None,
                           save=False, plot=None)
     assert runner.main_from_cli(bad) == 2
+
+
+def test_mlp_bytes_count_each_recipes_packed_weights():
+    """The MLP rows' bandwidth percent counts the bytes the converted block reads, not the
+    float block's: exactly the state dict's weight bytes of a converted block, per element."""
+    from bench.cases import mlp
+    from bigaccel.models import GatedMLP
+
+    hidden, inter = 256, 384
+    for recipe in ["int8", "int8-weight-only", "int4", "int4-g32", "sparse24", "sparse24-int8",
+                   "int4+fuse-activations", None]:
+        block = GatedMLP(hidden, inter).eval()
+        if recipe is not None:
+            if recipe.startswith("sparse24"):
+                bigaccel.sparsity.prune_model(block)
+            bigaccel.convert(block, recipe)
+        # Per-row scales and biases (1-D) are O(N), not O(N K): left out of both counts.
+        held = sum(t.numel() * t.element_size() for t in block.state_dict().values() if t.dim() == 2)
+        expected = mlp.weight_bytes_per_element(recipe, "fp32") * 3 * hidden * inter
+        assert held == pytest.approx(expected, rel=1e-6), (recipe, held, expected)

@@ -16,7 +16,7 @@ import bigaccel
 from bigaccel.models import GatedMLP
 
 from ..case import Case, Skip
-from ..e2e import recipes
+from ..e2e import apply_recipe, recipes
 from ..timing import Rotation, copies_to_exceed_cache
 
 FAMILY = "mlp"
@@ -33,6 +33,24 @@ def notes(cfg) -> list[str]:
     return [] if hasattr(bigaccel, "convert") else ["bigaccel.convert is not in this build: converted MLP blocks not benchmarked"]
 
 
+def weight_bytes_per_element(recipe: str | None, dtype: str) -> float:
+    """Bytes a converted block reads per weight element: what its bandwidth percent counts.
+    The recipes' formats (README -> Formats): int8 values with a scale per row; int4 codes
+    with an fp32 scale and a uint8 zero point per group; 2:4 keeps half the values plus
+    2 bits of position each (meta, 1 byte per 8 k). Fusing activations changes no weight."""
+    weights = (recipe or "").split("+")[0]
+    if weights.startswith("int4"):
+        group = int(weights.split("-g")[1]) if "-g" in weights else 128
+        return 0.5 + (4 + 1) / group
+    if weights == "sparse24":
+        return _BYTES[dtype] / 2 + 1 / 8
+    if weights == "sparse24-int8":
+        return 1 / 2 + 1 / 8
+    if weights.startswith("int8"):
+        return 1.0
+    return float(_BYTES[dtype])
+
+
 def _setup(recipe, m, hidden, inter, dtype, device):
     def setup():
         torch.manual_seed(0)
@@ -40,7 +58,7 @@ def _setup(recipe, m, hidden, inter, dtype, device):
             block = torch.nn.Sequential(GatedMLP(hidden, inter)).to(dtype=dtype).eval()
         if recipe is not None:
             try:
-                bigaccel.convert(block, recipe)
+                apply_recipe(block, recipe)
             except Exception as exc:
                 raise Skip(f"convert {recipe!r}: {type(exc).__name__}: {exc}") from None
         weight_bytes = sum(b.numel() * b.element_size() for b in block.state_dict().values())
@@ -68,7 +86,7 @@ def cases(cfg) -> list[Case]:
 
             out.append(case("float", None, _BYTES[d], d))
             for recipe in recipes(combos=not cfg.quick):
-                int8 = recipe.startswith("int8")
-                compute = "int8" if int8 and "weight-only" not in recipe else d
-                out.append(case("bigaccel", recipe, 1 if int8 else _BYTES[d], compute, [f"float {d}"]))
+                w8a8 = recipe.split("+")[0] in ("int8", "sparse24-int8")
+                out.append(case("bigaccel", recipe, weight_bytes_per_element(recipe, d), "int8" if w8a8 else d,
+                                [f"float {d}"]))
     return out
