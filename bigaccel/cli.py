@@ -26,8 +26,8 @@ def _print_info(data: dict) -> None:
     print(f"  cuda: built={cuda['built']} archs={archs} (CUDA {cuda['cuda_built_with']}, {cutlass}); {gpu}")
     if cuda["built"]:
         state = "on" if cuda.get("unverified_kernels") else "off (BIGACCEL_UNVERIFIED_KERNELS=1 turns them on)"
-        print(f"  cuda: kernels not yet run on a GPU (int4 tensor-core GEMM for M > 8; sm_90a W8A8 GEMM"
-              f"{'' if cuda.get('hopper_module') else ', not built'}; CUTLASS 2:4 GEMMs and W8A16 GEMM for M > 8): {state}")
+        print(f"  cuda: sm_90a W8A8 GEMM {'built' if cuda.get('hopper_module') else 'not built'}; kernels not yet "
+              f"verified on a GPU (CUTLASS 2:4 GEMMs and W8A16 GEMM for M > 8): {state}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:

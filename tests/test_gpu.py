@@ -131,7 +131,7 @@ def test_converted_model_compiles_with_inductor_on_gpu(recipe, fresh_backends):
 
 def test_hopper_kernels_are_attached_on_hopper_when_built():
     """On an sm_90 GPU with a 9.0a build, the W8A8 op can reach the sm_90a GEMM of _C_hopper
-    (used when BIGACCEL_UNVERIFIED_KERNELS=1: the int8 op tests then run it)."""
+    (M > 8, N and K multiples of 16: the int8 op tests run it)."""
     exts = bigaccel._extension.load()
     if torch.cuda.get_device_capability() != (9, 0) or "9.0a" not in exts["cuda"].details.get("archs", []):
         pytest.skip("needs an sm_90 GPU and a build that includes 9.0a")

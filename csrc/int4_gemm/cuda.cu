@@ -4,8 +4,7 @@
 //   group) at a time, unpacks them in registers, and accumulates (code - zero) * x in fp32
 //   per row; the group's scale multiplies the 8-term partial sum. The weight is read once.
 // Larger M, bf16/fp16: the tensor-core GEMM of mma_gemm.cuh (group scales applied in fp32,
-//   so no weight is rounded), when BIGACCEL_UNVERIFIED_KERNELS=1: it has not yet run on a GPU
-//   (only in a host emulation of its index maps), so it stays off until the GPU tests pass.
+//   so no weight is rounded); its tests passed on an H200 (2026-11-27).
 // Otherwise (and for fp32): the weight is dequantized exactly to fp32 and multiplied by cuBLAS
 //   in fp32 (the activations converted to fp32), then one fused pass adds the bias and rounds
 //   once to the output dtype, as the reference does. Dequantizing to bf16/fp16 instead would
@@ -134,8 +133,7 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
     *act_applied = true;
     return out;
   }
-  if (dtype != DType::F32 && cuda::unverified_kernels_enabled() &&
-      int4_mma::supports(x.data_ptr(), packed.data_ptr(), M, N, K, int(group_size))) {
+  if (dtype != DType::F32 && int4_mma::supports(x.data_ptr(), packed.data_ptr(), M, N, K, int(group_size))) {
     cudaError_t err = cudaSuccess;
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);

@@ -1,7 +1,7 @@
 // int8 GEMMs on CUDA.
 //
-// W8A8: on sm_90 GPUs, the Hopper (wgmma) GEMM of bigaccel._C_hopper when attached and
-//   BIGACCEL_UNVERIFIED_KERNELS=1 (see hopper_kernels.h; not yet run on a GPU); otherwise
+// W8A8: on sm_90 GPUs, the Hopper (wgmma) GEMM of bigaccel._C_hopper when attached (see
+//   hopper_kernels.h; its tests passed on an H200, 2026-11-27); otherwise
 //   CUTLASS int8 tensor cores with the epilogue fused (cutlass_w8a8.cu) for
 //   the shapes it takes (K % 16 == 0, N % 4 == 0) and M above the decode
 //   range (when built with nvidia-cutlass installed); a dp4a GEMV otherwise: at M <= 8 the weight is read once and the
@@ -185,7 +185,7 @@ at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
 
   const HopperKernels* hopper = hopper_kernels();
   const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (M > kGemvMaxRows && hopper != nullptr && cuda::unverified_kernels_enabled() &&
+  if (M > kGemvMaxRows && hopper != nullptr &&
       cuda::compute_capability(a_in.get_device()) == 90 && hopper->w8a8_supports(M, N, K, out_kind) &&
       aligned16(ap) && aligned16(wp) && aligned16(out.data_ptr())) {  // TMA needs 16-byte aligned bases
     const size_t bytes = hopper->w8a8_workspace_bytes(M, N, K, out_kind);
