@@ -3,6 +3,8 @@
 // M <= 8: a GEMV, one warp per output column. Each lane reads 4 packed bytes (8 codes of one
 //   group) at a time, unpacks them in registers, and accumulates (code - zero) * x in fp32
 //   per row; the group's scale multiplies the 8-term partial sum. The weight is read once.
+//   With BIGACCEL_UNVERIFIED_KERNELS=1, gemv.cuh's 16-byte-a-lane GEMV instead (written for
+//   bandwidth after the H200 run, not yet run on a GPU).
 // Larger M, bf16/fp16: the tensor-core GEMM of mma_gemm.cuh (group scales applied in fp32,
 //   so no weight is rounded); its tests passed on an H200 (2026-11-27).
 // Otherwise (and for fp32): the weight is dequantized exactly to fp32 and multiplied by cuBLAS
@@ -20,6 +22,7 @@
 #include "activations/epilogue.h"
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
+#include "int4_gemm/gemv.cuh"
 #include "int4_gemm/int4_gemm.h"
 #include "int4_gemm/mma_gemm.cuh"
 
@@ -122,6 +125,17 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
   const uint8_t* zp = zeros ? zeros->data_ptr<uint8_t>() : nullptr;
   const float* bp = ptr_or_null(bias);
   auto stream = c10::cuda::getCurrentCUDAStream();
+  if (M <= kGemvMaxRows && cuda::unverified_kernels_enabled() &&
+      int4_gemv::supports(x.data_ptr(), packed.data_ptr(), M, K, group_size)) {
+    cuda::for_float_dtype(dtype, [&](auto tag) {
+      using T = decltype(tag);
+      int4_gemv::launch<T>(static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(), scales.data_ptr<float>(),
+                           zp, bp, static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size), act, stream);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    *act_applied = true;
+    return out;
+  }
   if (M <= kGemvMaxRows) {
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);

@@ -7,7 +7,7 @@ from bigaccel import reference
 from tests.conftest import backend_cases, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-MS = [1, 3, 17, 64, 200]  # 200: the dequantize + fp32 GEMM path (M >= 128)
+MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 200: the dequantize + fp32 GEMM path (M >= 128)
 # N odd; K a multiple of the group but not of larger blocks (128, 256).
 GROUP_NKS = [(32, 37, 160), (64, 21, 192), (128, 19, 384)]
 EPS32 = torch.finfo(torch.float32).eps
