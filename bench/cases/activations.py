@@ -72,7 +72,11 @@ def _compiled_setup(name, m, k, dtype, device, quick):
     def setup():
         if quick:
             raise Skip("not with --quick: a compile per shape")
-        fn = torch.compile(_eager(name), dynamic=False)  # one per case: dynamo's cache holds 8 shapes
+        # Dynamo caches per code object, and every case's lambda is the same code: past its
+        # recompile limit (8) it silently runs eager, which the H200 run of 2026-11-27 timed as
+        # "compiled". A reset per case gives each its own compile.
+        torch._dynamo.reset()
+        fn = torch.compile(_eager(name), dynamic=False)
         try:
             fn(torch.randn(m, k, device=device).to(dtype))  # compile outside the timing
         except Exception as e:  # noqa: BLE001 - no working compiler here: say so in the table
