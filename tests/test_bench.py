@@ -158,3 +158,16 @@ def test_mlp_bytes_count_each_recipes_packed_weights():
         held = sum(t.numel() * t.element_size() for t in block.state_dict().values() if t.dim() == 2)
         expected = mlp.weight_bytes_per_element(recipe, "fp32") * 3 * hidden * inter
         assert held == pytest.approx(expected, rel=1e-6), (recipe, held, expected)
+
+
+def test_no_bigaccel_row_raises_a_limit():
+    """Peaks are raised only by baselines: a bigaccel row above the peak ("bigaccel then
+    F.gelu" is one of ours too) shows as above 100%, it does not move the limit."""
+    limits = Limits("cpu", 1, read_gbs=10.0, copy_gbs=10.0, peak_tflops={"fp32": 1.0, "bf16": 1.0, "int8": 1.0})
+    flops, nbytes = 4e12, 1e6  # compute-bound: 4 TFLOP/s in 1 s
+    rows = [{"id": impl, "impl": impl, "compute": "int8", "flops": flops, "bytes": nbytes, "time_us": 1e6,
+             "tflops": 4.0} for impl in ("bigaccel", "bigaccel then F.gelu")]
+    results = {"limits": limits.as_dict(), "rows": rows}
+    raise_to_observed(results)
+    assert results["limits"]["peak_tflops"]["int8"] == 1.0 and results["limits"]["raised_by"] == {}
+    assert all(r["pct_limit"] == pytest.approx(400.0) for r in results["rows"])
