@@ -68,7 +68,7 @@ def info() -> dict:
             "cuda_built_with": getattr(build, "torch_cuda_version", None),
             "cutlass": bool(getattr(build, "cutlass_include", False)) and bool(getattr(build, "cuda_built", False)),
             "hopper_module": exts["hopper"].loaded,
-            # Kernels not yet verified on a GPU (the CUTLASS 2:4 and W8A16 GEMMs, the 16-byte int4 GEMV): off unless
+            # Kernels not yet verified on a GPU (the CUTLASS 2:4 and W8A16 GEMMs, the 16-byte int4 GEMV, the int8 GEMVs' wide form): off unless
             # asked for (csrc/common/cuda_utils.cuh, _sparse24_ops.py).
             "unverified_kernels": os.environ.get("BIGACCEL_UNVERIFIED_KERNELS") == "1",
             "gpu": gpu,

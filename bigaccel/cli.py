@@ -27,7 +27,7 @@ def _print_info(data: dict) -> None:
     if cuda["built"]:
         state = "on" if cuda.get("unverified_kernels") else "off (BIGACCEL_UNVERIFIED_KERNELS=1 turns them on)"
         print(f"  cuda: sm_90a W8A8 GEMM {'built' if cuda.get('hopper_module') else 'not built'}; kernels not yet "
-              f"verified on a GPU (CUTLASS 2:4 GEMMs, W8A16 GEMM for M > 8, 16-byte int4 GEMV for M <= 8): {state}")
+              f"verified on a GPU (CUTLASS 2:4 GEMMs, W8A16 GEMM for M > 8, 16-byte int4 GEMV and wide int8 GEMVs for M <= 8): {state}")
     tr = data["triton"]
     print(f"  triton: {tr.get('version', 'not installed')}" + (" (interpreter)" if tr.get("interpreter") else ""))
     if data["backend_override"]:

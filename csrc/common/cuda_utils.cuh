@@ -12,8 +12,8 @@
 
 namespace bigaccel::cuda {
 
-// Kernels written without a GPU to run them on (now the CUTLASS W8A16 GEMM and the
-// 16-byte int4 GEMV; the 2:4 GEMMs' switch is in _sparse24_ops.py) stay off until the GPU
+// Kernels written without a GPU to run them on (now the CUTLASS W8A16 GEMM, the
+// 16-byte int4 GEMV and the int8 GEMVs' wide form; the 2:4 GEMMs' switch is in _sparse24_ops.py) stay off until the GPU
 // tests have passed: BIGACCEL_UNVERIFIED_KERNELS=1
 // turns them on (bench/gpu_session.sh does, to test and time them).
 inline bool unverified_kernels_enabled() {

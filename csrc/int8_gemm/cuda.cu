@@ -40,6 +40,9 @@ constexpr int kGemvMaxRows = 8;  // the GEMV keeps one accumulator per row
 
 __device__ __forceinline__ int dot4(int a, int b, int acc) { return __dp4a(a, b, acc); }
 
+// The GEMVs' kWide form (see warp_dots), until it has passed the GPU tests.
+inline bool wide_gemv() { return cuda::unverified_kernels_enabled(); }
+
 // Sixteen consecutive activations as floats.
 template <typename T>
 __device__ __forceinline__ void load16(const T* p, float (&v)[16]) {
@@ -54,10 +57,26 @@ __device__ __forceinline__ void load16(const T* p, float (&v)[16]) {
   }
 }
 
+// Sixteen int8 weights as exact floats without int-to-float conversions (issued at 1/8 of
+// the FMA rate on Hopper): each byte, offset by 128, is permuted into the low mantissa byte
+// of 2^23, giving 2^23 + 128 + b, and one subtraction leaves b.
+__device__ __forceinline__ void int8x16_to_float(const int4& wv, float (&wf)[16]) {
+  const uint32_t words[4] = {uint32_t(wv.x) ^ 0x80808080u, uint32_t(wv.y) ^ 0x80808080u,
+                             uint32_t(wv.z) ^ 0x80808080u, uint32_t(wv.w) ^ 0x80808080u};
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)  // result bytes: byte j of the word, 0x00, 0x00, 0x4B
+      wf[4 * i + j] = __uint_as_float(__byte_perm(words[i], 0x4B000000u, 0x7440u | j)) - 8388736.0f;
+}
+
 // Rows [0, M) of `a` against weight row `n`: W8A8 accumulates int32 with dp4a,
 // W8A16 fp32 with the weight converted in registers. `vec` says every row start
-// is 16-byte aligned and K % 16 == 0, so 16 k per lane per step.
-template <typename TA, typename Acc>
+// is 16-byte aligned and K % 16 == 0, so 16 k per lane per step. kWide (with
+// BIGACCEL_UNVERIFIED_KERNELS=1 until it has run on a GPU): 4 of those 16-byte weight
+// loads in flight per lane instead of 1 (the H200 run of 2026-11-27 read at 38-55% of
+// its bandwidth at M = 1 with one), and W8A16's weights converted by int8x16_to_float.
+template <bool kWide, typename TA, typename Acc>
 __device__ __forceinline__ void warp_dots(const TA* a, int M, int64_t K, const int8_t* w_row, bool vec,
                                           Acc (&acc)[kGemvMaxRows]) {
   const int lane = threadIdx.x % 32;
@@ -65,27 +84,42 @@ __device__ __forceinline__ void warp_dots(const TA* a, int M, int64_t K, const i
   for (int m = 0; m < kGemvMaxRows; ++m) acc[m] = Acc(0);
   int64_t k_done = 0;
   if (vec) {
-    for (int64_t k = int64_t(lane) * 16; k < K; k += 32 * 16) {
-      const int4 wv = *reinterpret_cast<const int4*>(w_row + k);
-      if constexpr (std::is_same_v<TA, int8_t>) {
+    constexpr int kChunks = kWide ? 4 : 1;
+    constexpr int64_t kStride = 32 * 16;  // a warp's 16-byte chunks side by side
+    for (int64_t k0 = int64_t(lane) * 16; k0 < K; k0 += kStride * kChunks) {
+      int4 wvs[kChunks];
 #pragma unroll
-        for (int m = 0; m < kGemvMaxRows; ++m) {
-          if (m >= M) break;
-          const int4 av = *reinterpret_cast<const int4*>(a + m * K + k);
-          acc[m] = dot4(av.x, wv.x, dot4(av.y, wv.y, dot4(av.z, wv.z, dot4(av.w, wv.w, acc[m]))));
-        }
-      } else {
-        const int8_t* wb = reinterpret_cast<const int8_t*>(&wv);
-        float wf[16];
+      for (int u = 0; u < kChunks; ++u)
+        if (k0 + u * kStride < K) wvs[u] = *reinterpret_cast<const int4*>(w_row + k0 + u * kStride);
 #pragma unroll
-        for (int j = 0; j < 16; ++j) wf[j] = float(wb[j]);
+      for (int u = 0; u < kChunks; ++u) {
+        const int64_t k = k0 + u * kStride;
+        if (k >= K) break;
+        const int4 wv = wvs[u];
+        if constexpr (std::is_same_v<TA, int8_t>) {
 #pragma unroll
-        for (int m = 0; m < kGemvMaxRows; ++m) {
-          if (m >= M) break;
-          float xv[16];
-          load16(a + m * K + k, xv);
+          for (int m = 0; m < kGemvMaxRows; ++m) {
+            if (m >= M) break;
+            const int4 av = *reinterpret_cast<const int4*>(a + m * K + k);
+            acc[m] = dot4(av.x, wv.x, dot4(av.y, wv.y, dot4(av.z, wv.z, dot4(av.w, wv.w, acc[m]))));
+          }
+        } else {
+          float wf[16];
+          if constexpr (kWide) {
+            int8x16_to_float(wv, wf);
+          } else {
+            const int8_t* wb = reinterpret_cast<const int8_t*>(&wv);
 #pragma unroll
-          for (int j = 0; j < 16; ++j) acc[m] = fmaf(xv[j], wf[j], acc[m]);
+            for (int j = 0; j < 16; ++j) wf[j] = float(wb[j]);
+          }
+#pragma unroll
+          for (int m = 0; m < kGemvMaxRows; ++m) {
+            if (m >= M) break;
+            float xv[16];
+            load16(a + m * K + k, xv);
+#pragma unroll
+            for (int j = 0; j < 16; ++j) acc[m] = fmaf(xv[j], wf[j], acc[m]);
+          }
         }
       }
     }
@@ -108,7 +142,7 @@ __device__ __forceinline__ void warp_dots(const TA* a, int M, int64_t K, const i
     for (int offset = 16; offset > 0; offset >>= 1) acc[m] += __shfl_xor_sync(0xffffffffu, acc[m], offset);
 }
 
-template <typename Out>
+template <bool kWide, typename Out>
 __global__ void __launch_bounds__(kWarps * 32)
     w8a8_gemv_kernel(const int8_t* __restrict__ a, const float* __restrict__ a_scale, const int8_t* __restrict__ w,
                      const float* __restrict__ w_scale, const float* __restrict__ bias, Out* __restrict__ out, int M,
@@ -116,7 +150,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (n >= N) return;
   int acc[kGemvMaxRows];
-  warp_dots<int8_t, int>(a, M, K, w + n * K, vec, acc);
+  warp_dots<kWide, int8_t, int>(a, M, K, w + n * K, vec, acc);
   if (threadIdx.x % 32 != 0) return;
   for (int m = 0; m < M; ++m) {
     float v = float(acc[m]) * (a_scale[m] * w_scale[n]);  // the reference's order
@@ -125,7 +159,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-template <typename T>
+template <bool kWide, typename T>
 __global__ void __launch_bounds__(kWarps * 32)
     w8a16_gemv_kernel(const T* __restrict__ x, const int8_t* __restrict__ w, const float* __restrict__ w_scale,
                       const float* __restrict__ bias, T* __restrict__ out, int M, int64_t N, int64_t K, bool vec,
@@ -133,7 +167,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t n = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (n >= N) return;
   float acc[kGemvMaxRows];
-  warp_dots<T, float>(x, M, K, w + n * K, vec, acc);
+  warp_dots<kWide, T, float>(x, M, K, w + n * K, vec, acc);
   if (threadIdx.x % 32 != 0) return;
   for (int m = 0; m < M; ++m) {
     float v = acc[m] * w_scale[n];
@@ -213,7 +247,8 @@ at::Tensor int8_mm_gemm(const at::Tensor& a_in, const at::Tensor& a_scale_in, co
     using Out = decltype(tag);
     for (int64_t m0 = 0; m0 < M; m0 += kGemvMaxRows) {  // unsupported shapes with larger M: 8 rows per pass
       const int rows = static_cast<int>(std::min<int64_t>(kGemvMaxRows, M - m0));
-      w8a8_gemv_kernel<Out><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
+      const auto kernel = wide_gemv() ? w8a8_gemv_kernel<true, Out> : w8a8_gemv_kernel<false, Out>;
+      kernel<<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
           ap + m0 * K, a_scale.data_ptr<float>() + m0, wp, w_scale.data_ptr<float>(), ptr_or_null(b32),
           static_cast<Out*>(out.data_ptr()) + m0 * N, rows, N, K, vec, act);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -241,7 +276,8 @@ at::Tensor int8_weight_only_mm_gemm(const at::Tensor& x_in, const at::Tensor& w_
     const bool vec = vectorizable(x.data_ptr(), w.data_ptr(), K, x.element_size());
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
-      w8a16_gemv_kernel<T><<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
+      const auto kernel = wide_gemv() ? w8a16_gemv_kernel<true, T> : w8a16_gemv_kernel<false, T>;
+      kernel<<<gemv_blocks(N), kWarps * 32, 0, stream>>>(
           static_cast<const T*>(x.data_ptr()), w.data_ptr<int8_t>(), w_scale.data_ptr<float>(), ptr_or_null(b32),
           static_cast<T*>(out.data_ptr()), static_cast<int>(M), N, K, vec, act);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
