@@ -158,12 +158,13 @@ class _Int8LinearGrad(_FrozenLinearGrad):
 
 
 def _int8_linear(x, w, w_scale, w_sum, bias, weight_only: bool, activation: str) -> torch.Tensor:
-    x2d = x.reshape(-1, x.shape[-1])
+    """int8_linear and int8_weight_only_linear after their checks (bigaccel.nn's layers call it)."""
+    x2d = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     if _wants_grad(x, bias):
         out = _autograd_activation(_Int8LinearGrad.apply(x2d, w, w_scale, w_sum, weight_only, bias), activation)
     else:
         out = _int8_matmul(x2d, w, w_scale, w_sum, bias, weight_only, activation)
-    return out.reshape(*x.shape[:-1], w.shape[0])
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], w.shape[0])
 
 
 def int8_linear(
@@ -275,11 +276,14 @@ def int4_linear(
     "gelu_tanh"), output in ``x``'s dtype. Differentiable in ``x`` and ``bias``."""
     _check_activation(x, "int4_linear")
     _check_int4_weight("int4_linear", x, packed, scales, zeros, group_size, bias)
-    activation = _epilogue_name("int4_linear", activation)
-    x2d = x.reshape(-1, x.shape[-1])
-    n = packed.shape[0]
+    return _int4_linear(x, packed, scales, zeros, group_size, bias, _epilogue_name("int4_linear", activation))
+
+
+def _int4_linear(x, packed, scales, zeros, group_size: int, bias, activation: str) -> torch.Tensor:
+    """int4_linear after its checks (bigaccel.nn.Int4Linear calls it)."""
+    x2d = x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
     if _wants_grad(x, bias):
         out = _autograd_activation(_Int4LinearGrad.apply(x2d, packed, scales, zeros, group_size, bias), activation)
     else:
         out = _int4_matmul(x2d, packed, scales, zeros, group_size, bias, activation)
-    return out.reshape(*x.shape[:-1], n)
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], packed.shape[0])

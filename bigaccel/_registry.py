@@ -51,3 +51,16 @@ def _check_activation(x: torch.Tensor, op: str) -> None:
         )
     if x.dim() < 1 or x.shape[-1] == 0:
         raise ValueError(f"bigaccel.{op}: x must be [..., K] with K > 0, got shape {tuple(x.shape)}")
+
+
+def _check_layer_input(x: torch.Tensor, layer: str, in_features: int, weight: torch.Tensor) -> None:
+    """What a bigaccel.nn layer checks per call. Its weights were checked when it was built
+    (and load_state_dict keeps their shapes); their dtypes and devices the kernels check
+    again. Checking them per call cost ~5 us of a decode step's ~20 us per layer."""
+    _check_activation(x, f"nn.{layer}")
+    if x.shape[-1] != in_features:
+        raise ValueError(f"bigaccel.nn.{layer}: K mismatch: the input's last dimension is {x.shape[-1]}, but the layer has "
+                         f"in_features={in_features}; pass inputs of shape [..., {in_features}]")
+    if x.device != weight.device:
+        raise ValueError(f"bigaccel.nn.{layer}: the input is on {x.device} but the layer's weights are on "
+                         f"{weight.device}; move one of them, e.g. layer.to(x.device)")

@@ -81,12 +81,17 @@ def sparse24_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tensor, k
     dtype. Differentiable in ``x`` and ``bias``."""
     _check_activation(x, "sparse24_linear")
     _check_sparse24_weight(x, values, meta, k, bias)
-    x2d = x.reshape(-1, k)
+    return _sparse24_linear(x, values, meta, k, bias)
+
+
+def _sparse24_linear(x, values, meta, k: int, bias) -> torch.Tensor:
+    """sparse24_linear after its checks (bigaccel.nn.Sparse24Linear calls it)."""
+    x2d = x if x.dim() == 2 else x.reshape(-1, k)
     if _wants_grad(x, bias):
         out = _Sparse24LinearGrad.apply(x2d, values, meta, k, bias)
     else:
         out = backends.get("sparse24_mm", x2d.device)(x2d.contiguous(), values, meta, k, bias)
-    return out.reshape(*x.shape[:-1], values.shape[0])
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], values.shape[0])
 
 
 # ---------------------------------------------------------------------------
@@ -156,12 +161,17 @@ def sparse24_int8_linear(x: torch.Tensor, values: torch.Tensor, meta: torch.Tens
     _check_activation(x, "sparse24_int8_linear")
     _check_sparse24_int8_weight(x, values, meta, k, w_scale, bias)
     _check_w_sum("sparse24_int8_linear", x, w_sum, values.shape[0])
-    x2d = x.reshape(-1, k)
+    return _sparse24_int8_linear(x, values, meta, k, w_scale, w_sum, bias)
+
+
+def _sparse24_int8_linear(x, values, meta, k: int, w_scale, w_sum, bias) -> torch.Tensor:
+    """sparse24_int8_linear after its checks (bigaccel.nn.Sparse24Int8Linear calls it)."""
+    x2d = x if x.dim() == 2 else x.reshape(-1, k)
     if _wants_grad(x, bias):
         out = _Sparse24Int8LinearGrad.apply(x2d, values, meta, k, w_scale, w_sum, bias)
     else:
         out = _sparse24_int8_matmul(x2d, values, meta, k, w_scale, w_sum, bias)
-    return out.reshape(*x.shape[:-1], values.shape[0])
+    return out if x.dim() == 2 else out.reshape(*x.shape[:-1], values.shape[0])
 
 
 # ---------------------------------------------------------------------------

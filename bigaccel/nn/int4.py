@@ -11,11 +11,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import ops, reference
-from .int8 import epilogue_activation_name
+from .. import reference
+from .._linear_ops import _epilogue_name, _int4_linear
+from .._registry import _check_layer_input
+from .int8 import _Fp32Scales, epilogue_activation_name
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_Fp32Scales):
     """Drop-in for nn.Linear with 4-bit group-wise weights and float activations (W4A16).
 
     ``group_size`` consecutive k of a row share one scale (and, with ``zero_point``,
@@ -24,6 +26,8 @@ class Int4Linear(nn.Module):
     ``activation`` ("silu", "gelu", "gelu_tanh") it computes act(linear(x)), the activation
     applied in the GEMM's epilogue.
     """
+
+    _fp32_buffers = ("weight_scales",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, group_size: int = 128,
                  zero_point: bool = True, device=None, bias_dtype: torch.dtype = torch.float32,
@@ -113,8 +117,9 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_perm is not None:
             x = x.index_select(-1, self.input_perm)
-        return ops.int4_linear(x, self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size, self.bias,
-                               self.activation)
+        _check_layer_input(x, "Int4Linear", self.in_features, self.weight_packed)
+        return _int4_linear(x, self.weight_packed, self.weight_scales, self.weight_zeros, self.group_size, self.bias,
+                            _epilogue_name("int4_linear", self.activation))
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

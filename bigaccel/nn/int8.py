@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import ops, reference
-from .._linear_ops import _epilogue_name
+from .. import reference
+from .._linear_ops import _epilogue_name, _int8_linear
+from .._registry import _check_layer_input
 
 
 def epilogue_activation_name(owner: str, activation: str | None) -> str | None:
@@ -19,7 +20,24 @@ def epilogue_activation_name(owner: str, activation: str | None) -> str | None:
     return activation
 
 
-class _DerivedState(nn.Module):
+class _Fp32Scales(nn.Module):
+    """A quantized layer whose scale buffers stay float32 through model.half(),
+    .to(torch.bfloat16) and the like: the kernels take fp32 scales, and rounding a scale
+    to 8 or 11 bits would change every weight of its row or group. Device moves apply."""
+
+    _fp32_buffers: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse=True):
+        kept = {name: self._buffers[name] for name in self._fp32_buffers if self._buffers.get(name) is not None}
+        super()._apply(fn, recurse)
+        for name, old in kept.items():
+            new = self._buffers[name]
+            if new is not None and new.dtype != old.dtype:
+                self._buffers[name] = old.to(new.device)
+        return self
+
+
+class _DerivedState(_Fp32Scales):
     """A layer with buffers derived from its saved ones (not saved themselves): they are
     recomputed by _weight_changed after construction and after load_state_dict."""
 
@@ -33,6 +51,8 @@ class _DerivedState(nn.Module):
 
 class _Int8WeightLinear(_DerivedState):
     """Buffers and constructors shared by the int8-weight layers."""
+
+    _fp32_buffers = ("weight_scale",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
                  bias_dtype: torch.dtype = torch.float32, activation: str | None = None):
@@ -119,7 +139,9 @@ class Int8Linear(_Int8WeightLinear):
         self.weight_sum.copy_(self.weight.sum(1, dtype=torch.int32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.int8_linear(x, self.weight, self.weight_scale, self.weight_sum, self.bias, self.activation)
+        _check_layer_input(x, "Int8Linear", self.in_features, self.weight)
+        return _int8_linear(x, self.weight, self.weight_scale, self.weight_sum, self.bias, False,
+                            _epilogue_name("int8_linear", self.activation))
 
 
 class Int8WeightOnlyLinear(_Int8WeightLinear):
@@ -127,4 +149,6 @@ class Int8WeightOnlyLinear(_Int8WeightLinear):
     the weight is dequantized inside the kernel; output in the input's dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.int8_weight_only_linear(x, self.weight, self.weight_scale, self.bias, self.activation)
+        _check_layer_input(x, "Int8WeightOnlyLinear", self.in_features, self.weight)
+        return _int8_linear(x, self.weight, self.weight_scale, None, self.bias, True,
+                            _epilogue_name("int8_weight_only_linear", self.activation))

@@ -12,7 +12,9 @@ import warnings
 import torch
 from torch import nn
 
-from .. import ops, reference, sparsity
+from .. import reference, sparsity
+from .._registry import _check_layer_input
+from .._sparse24_ops import _sparse24_int8_linear, _sparse24_linear
 from .int8 import _DerivedState
 
 
@@ -83,7 +85,8 @@ class Sparse24Linear(nn.Module):
         return reference.decompress_2_4(self.values, self.meta, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.sparse24_linear(x, self.values, self.meta, self.in_features, self.bias)
+        _check_layer_input(x, "Sparse24Linear", self.in_features, self.values)
+        return _sparse24_linear(x, self.values, self.meta, self.in_features, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
@@ -97,6 +100,8 @@ class Sparse24Int8Linear(_DerivedState):
     [N, K/2] and the 2-bit positions). Each forward quantizes the input per token and
     returns its dtype (fp32, bf16 or fp16). Any leading batch dims; differentiable in
     the input and bias."""
+
+    _fp32_buffers = ("weight_scale",)
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None,
                  bias_dtype: torch.dtype = torch.float32):
@@ -138,8 +143,9 @@ class Sparse24Int8Linear(_DerivedState):
         return reference.decompress_2_4(self.values, self.meta, self.in_features).float() * self.weight_scale[:, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.sparse24_int8_linear(x, self.values, self.meta, self.in_features, self.weight_scale,
-                                        self.weight_sum, self.bias)
+        _check_layer_input(x, "Sparse24Int8Linear", self.in_features, self.values)
+        return _sparse24_int8_linear(x, self.values, self.meta, self.in_features, self.weight_scale, self.weight_sum,
+                                     self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

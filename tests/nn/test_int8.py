@@ -107,3 +107,40 @@ def test_compiles_with_grad_enabled(cls, fresh_backends):
     torch.testing.assert_close(out, layer(x))
     out.sum().backward()
     torch.testing.assert_close(x.grad, torch.ones(4, 40) @ layer.dequantized_weight(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_converted_model_cast_to_half_keeps_fp32_scales_and_runs(dtype):
+    """convert, then model.to(bf16) (or .half()): the scales stay float32, bit for bit, the
+    bias follows the model, and the output is the fp32 model's to within half precision."""
+    torch.manual_seed(0)
+    for recipe, buffer in [("int8", "weight_scale"), ("int8-weight-only", "weight_scale"), ("int4", "weight_scales"),
+                           ("sparse24-int8", "weight_scale")]:
+        model = nn.Sequential(nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 32))
+        if recipe.startswith("sparse24"):
+            bigaccel.sparsity.prune_model(model)
+        bigaccel.convert(model, recipe)
+        scales = getattr(model[0], buffer).clone()
+        x = torch.randn(3, 128).to(dtype)
+        want = model(x.float())
+        model.to(dtype)
+        assert getattr(model[0], buffer).dtype == torch.float32 and torch.equal(getattr(model[0], buffer), scales)
+        assert model[0].bias.dtype == dtype
+        out = model(x)
+        assert out.dtype == dtype, recipe
+        assert (out.float() - want).norm() <= 2e-2 * want.norm(), recipe  # bf16 rounds x, bias and output
+
+
+def test_layers_check_their_input_per_call():
+    """The layers check their weights when built and the input per call: wrong dtype, K
+    or device is a clear error naming the fix (the kernels recheck the weights)."""
+    layers = [Int8Linear.from_linear(nn.Linear(64, 8)), Int8WeightOnlyLinear.from_linear(nn.Linear(64, 8)),
+              bigaccel.nn.Int4Linear.from_linear(nn.Linear(64, 8), group_size=32)]
+    for layer in layers:
+        name = type(layer).__name__
+        with pytest.raises(ValueError, match=f"nn.{name}: K mismatch: .* is 63, .* in_features=64"):
+            layer(torch.randn(2, 63))
+        with pytest.raises(ValueError, match=f"nn.{name}: the input is on meta .* layer.to"):
+            layer(torch.randn(2, 64, device="meta"))
+        with pytest.raises(TypeError, match="float32, bfloat16 or float16"):
+            layer(torch.randn(2, 64).double())
