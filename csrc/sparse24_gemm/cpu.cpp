@@ -27,8 +27,13 @@ constexpr int64_t kColumnChunk = 16;
 constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
 // From this many rows of x, blocks of weight rows are expanded to dense fp32 (in cache) and
 // multiplied by torch's fp32 GEMM: the sparse kernel does 12 vector operations per 16 kept
-// values and row of x, a dense tile 4 FMAs per 32 positions.
-constexpr int64_t kSparse24SgemmMinRows = 16;
+// values and row of x, a dense tile 4 FMAs per 32 positions, but the expansion costs about
+// as much as the GEMM at these M, and torch's fp32 GEMM ran at 10-40 GFLOP/s below M = 64
+// on the 2-core AVX2 machine. Measured there (2026-11-27, weights 1024 to 4096 wide, a
+// script): from M = 16, as it was, the expanded GEMM made M = 16 as slow as M = 64 (2:4 at
+// 0.4-0.6x dense); the sparse kernel is 1.5-2.2x faster at M = 16, about even at M = 32 on
+// fp32 4096 x 4096 and faster elsewhere; at M = 64 the expanded GEMM wins on that weight.
+constexpr int64_t kSparse24SgemmMinRows = 64;
 
 void sparse24_mm_sgemm(const at::Tensor& x32, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
                        const std::optional<at::Tensor>& b32, at::Tensor& out) {
