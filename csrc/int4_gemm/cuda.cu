@@ -65,14 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
-#pragma unroll
-  for (int m = 0; m < kGemvMaxRows; ++m) {
-    if (m >= M) break;
-    float v = acc[m];
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (lane == 0) out[int64_t(m) * N + n] = cuda::from_float<T>(activations::epilogue(act, bias ? v + bias[n] : v));
-  }
+  int4_gemv::reduce_and_store<T, kGemvMaxRows>(acc, M, N, n, lane, bias, act, out);
 }
 
 __global__ void int4_dequantize_kernel(const uint8_t* __restrict__ packed, const float* __restrict__ scales,

@@ -38,21 +38,16 @@ __device__ __forceinline__ void load_x32(const float* p, float* xs) {
   }
 }
 
-__device__ __forceinline__ void load_x32(const __nv_bfloat16* p, float* xs) {
-  const uint4* v = reinterpret_cast<const uint4*>(p);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint4 u = __ldg(v + i);
-    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {  // a bf16 is the high half of its fp32
-      xs[8 * i + 2 * j] = __uint_as_float(w[j] << 16);
-      xs[8 * i + 2 * j + 1] = __uint_as_float(w[j] & 0xFFFF0000u);
-    }
-  }
+// Two packed 16-bit elements as floats: a bf16 is the high half of its fp32.
+__device__ __forceinline__ float2 pair_to_float2(uint32_t w, __nv_bfloat16) {
+  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xFFFF0000u));
+}
+__device__ __forceinline__ float2 pair_to_float2(uint32_t w, __half) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&w));
 }
 
-__device__ __forceinline__ void load_x32(const __half* p, float* xs) {
+template <typename T>  // bf16 or fp16
+__device__ __forceinline__ void load_x32(const T* p, float* xs) {
   const uint4* v = reinterpret_cast<const uint4*>(p);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
@@ -60,10 +55,24 @@ __device__ __forceinline__ void load_x32(const __half* p, float* xs) {
     const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
-      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[j]));
+      const float2 f = pair_to_float2(w[j], T{});
       xs[8 * i + 2 * j] = f.x;
       xs[8 * i + 2 * j + 1] = f.y;
     }
+  }
+}
+
+// The warp's sums, lane 0 storing row m's output of column n: act(sum + bias[n]) rounded to T.
+template <typename T, int kRows>
+__device__ __forceinline__ void reduce_and_store(float (&acc)[kRows], int M, int N, int n, int lane,
+                                                 const float* bias, int act, T* out) {
+#pragma unroll
+  for (int m = 0; m < kRows; ++m) {
+    if (m >= M) break;
+    float v = acc[m];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    if (lane == 0) out[int64_t(m) * N + n] = cuda::from_float<T>(activations::epilogue(act, bias ? v + bias[n] : v));
   }
 }
 
@@ -116,14 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
     }
   }
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    if (m >= M) break;
-    float v = acc[m];
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (lane == 0) out[int64_t(m) * N + n] = cuda::from_float<T>(activations::epilogue(act, bias ? v + bias[n] : v));
-  }
+  reduce_and_store<T, kRows>(acc, M, N, n, lane, bias, act, out);
 }
 
 // Whether kernel() takes these operands: 16-byte aligned x and packed rows (the chunks and
