@@ -118,23 +118,20 @@ at::Tensor int4_mm_gemm(const at::Tensor& x_in, const at::Tensor& packed_in, con
   const uint8_t* zp = zeros ? zeros->data_ptr<uint8_t>() : nullptr;
   const float* bp = ptr_or_null(bias);
   auto stream = c10::cuda::getCurrentCUDAStream();
-  if (M <= kGemvMaxRows && cuda::unverified_kernels_enabled() &&
-      int4_gemv::supports(x.data_ptr(), packed.data_ptr(), M, K, group_size)) {
-    cuda::for_float_dtype(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      int4_gemv::launch<T>(static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(), scales.data_ptr<float>(),
-                           zp, bp, static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size), act, stream);
-    });
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-    *act_applied = true;
-    return out;
-  }
   if (M <= kGemvMaxRows) {
+    const bool wide = cuda::unverified_kernels_enabled() &&
+                      int4_gemv::supports(x.data_ptr(), packed.data_ptr(), M, K, group_size);
     cuda::for_float_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
-      int4_gemv_kernel<T><<<(N + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(
-          static_cast<const T*>(x.data_ptr()), packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zp, bp,
-          static_cast<T*>(out.data_ptr()), int(M), int(N), K, int(group_size), act);
+      const auto* xp = static_cast<const T*>(x.data_ptr());
+      auto* outp = static_cast<T*>(out.data_ptr());
+      if (wide)
+        int4_gemv::launch<T>(xp, packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zp, bp, outp, int(M), int(N), K,
+                             int(group_size), act, stream);
+      else
+        int4_gemv_kernel<T><<<(N + kWarps - 1) / kWarps, kWarps * 32, 0, stream>>>(
+            xp, packed.data_ptr<uint8_t>(), scales.data_ptr<float>(), zp, bp, outp, int(M), int(N), K, int(group_size),
+            act);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     *act_applied = true;

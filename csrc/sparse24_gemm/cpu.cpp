@@ -81,7 +81,7 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_mm_cols);
   parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
     kernel(x32.data_ptr<float>(), M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, n0, n1,
-           b32 ? b32->data_ptr<float>() : nullptr, out.data_ptr(), out_kind);
+           ptr_or_null(b32), out.data_ptr(), out_kind);
   });
   return out;
 }
@@ -115,7 +115,7 @@ at::Tensor sparse24_int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, 
     std::vector<int8_t> scratch(static_cast<size_t>(kExpandedRows * k));
     kernel(w8.a_u8.data_ptr<uint8_t>(), M, k, vals.data_ptr<int8_t>(), meta_c.data_ptr<uint8_t>(), N, n0, n1,
            a_s.data_ptr<float>(), w_s.data_ptr<float>(), w8.w_sum.data_ptr<int32_t>(),
-           b32 ? b32->data_ptr<float>() : nullptr, scratch.data(), out.data_ptr(), out_kind);
+           ptr_or_null(b32), scratch.data(), out.data_ptr(), out_kind);
   });
   return out;
 }
