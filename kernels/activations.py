@@ -50,7 +50,7 @@ def _act(x, ACT: tl.constexpr):
         s = _sigmoid(x)
         return x * s, s * (1.0 + x * (1.0 - s))
     elif ACT == 1:
-        ax = tl.abs(x)
+        ax = tl.minimum(tl.abs(x), 20.0)  # Phi is 0 or 1 in fp32 beyond; x^2 cannot overflow
         t = tl.math.div_rn(tl.full(ax.shape, 1.0, tl.float32), 1.0 + 0.35355339059327373 * ax)
         hi = ax * ax  # exp(-x^2/2) from x^2 = hi + lo, as in csrc/activations/vec_math.h
         lo = tl.fma(ax, ax, -hi)

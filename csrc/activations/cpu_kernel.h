@@ -17,24 +17,25 @@ constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kGeluTanhCubic = 0.044715f;
 constexpr float kInvSqrt2Pi = 0.3989422804014327f;
 
-// act(x), and act'(x) when `grad` is given.
-template <Act A>
+// act(x), and act'(x) when `grad` is given. Fast: the result will be rounded to a
+// 16-bit type (vec_math.h).
+template <Act A, bool Fast = false>
 inline VecF activation(VecF x, VecF* grad) {
   const VecF one = VecF::broadcast(1.0f);
   if constexpr (A == Act::Silu) {
-    const VecF s = sigmoid(x);
+    const VecF s = sigmoid<Fast>(x);
     if (grad) *grad = s * fma(x, one - s, one);  // s * (1 + x (1 - s))
     return x * s;
   } else if constexpr (A == Act::GeluErf) {
     VecF e;
-    const VecF phi = normal_cdf(x, &e);
+    const VecF phi = normal_cdf<Fast>(x, &e);
     if (grad) *grad = fma(x, e * VecF::broadcast(kInvSqrt2Pi), phi);  // Phi(x) + x * pdf(x)
     return x * phi;
   } else {
     // 0.5 x (1 + tanh(z)) = x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3)
     const VecF x2 = x * x;
     const VecF two_k = VecF::broadcast(2.0f * kSqrt2OverPi);
-    const VecF s = sigmoid(two_k * x * fma(x2, VecF::broadcast(kGeluTanhCubic), one));
+    const VecF s = sigmoid<Fast>(two_k * x * fma(x2, VecF::broadcast(kGeluTanhCubic), one));
     if (grad) {
       // d/dx = s + x * 2 s (1 - s) * sqrt(2/pi) (1 + 3 * 0.044715 x^2)
       const VecF dz2 = two_k * fma(x2, VecF::broadcast(3.0f * kGeluTanhCubic), one);
@@ -44,15 +45,52 @@ inline VecF activation(VecF x, VecF* grad) {
   }
 }
 
+// Forward results rounded to bf16 or fp16 take the Fast polynomials. Backward keeps
+// the full ones: its products of several terms have less room.
+template <typename T>
+constexpr bool kFastForward = sizeof(T) == 2;
+
 // One contiguous run of n <= kWidth (tail) or exactly kWidth (body) columns.
 template <Act A, typename T, bool Gated, bool Bias>
 inline void forward_run(const T* x, const T* up, const T* bias, T* out, int n) {
   constexpr int W = VecF::kWidth;
   VecF v = n == W ? VecF::load(x) : VecF::load(x, n);
   if constexpr (Bias) v = v + (n == W ? VecF::load(bias) : VecF::load(bias, n));
-  VecF y = activation<A>(v, nullptr);
+  VecF y = activation<A, kFastForward<T>>(v, nullptr);
   if constexpr (Gated) y = y * (n == W ? VecF::load(up) : VecF::load(up, n));
   if (n == W) store_out(y, out); else store_out(y, out, n);
+}
+
+// kUnroll full vectors at once: one vector's activation is a chain of ~25 dependent
+// operations, and the out-of-order window holds only a few of them, so a loop of one
+// vector per iteration waited on latency (measured on AVX2: silu fp32 13.4 -> 10.9
+// cycles per vector, bf16 21.5 -> 17.4, before the bf16 pairs). Every operand and the
+// output go through load_pair/store_pair, which may permute lanes (vec_math.h).
+constexpr int kUnroll = 4;
+
+template <Act A, typename T, bool Gated, bool Bias>
+inline void forward_block(const T* x, const T* up, const T* bias, T* out) {
+  constexpr int W = VecF::kWidth;
+  VecF v[kUnroll];
+  for (int u = 0; u < kUnroll; u += 2) load_pair(x + u * W, v[u], v[u + 1]);
+  if constexpr (Bias) {
+    for (int u = 0; u < kUnroll; u += 2) {
+      VecF b0, b1;
+      load_pair(bias + u * W, b0, b1);
+      v[u] = v[u] + b0;
+      v[u + 1] = v[u + 1] + b1;
+    }
+  }
+  for (int u = 0; u < kUnroll; ++u) v[u] = activation<A, kFastForward<T>>(v[u], nullptr);
+  if constexpr (Gated) {
+    for (int u = 0; u < kUnroll; u += 2) {
+      VecF g0, g1;
+      load_pair(up + u * W, g0, g1);
+      v[u] = v[u] * g0;
+      v[u + 1] = v[u + 1] * g1;
+    }
+  }
+  for (int u = 0; u < kUnroll; u += 2) store_pair(v[u], v[u + 1], out + u * W);
 }
 
 template <Act A, typename T, bool Gated, bool Bias>
@@ -87,7 +125,11 @@ void run_typed(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
     const int64_t c1 = (end - row * d) < d ? end - row * d : d;
     const T* xr = x + row * in_d;
     const T* ur = Gated ? xr + d : nullptr;
-    for (int64_t c = c0; c < c1; c += W) {
+    int64_t c = c0;
+    if (!backward)
+      for (; c + kUnroll * W <= c1; c += kUnroll * W)
+        forward_block<A, T, Gated, Bias>(xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr, out + row * d + c);
+    for (; c < c1; c += W) {
       const int n = c1 - c < W ? int(c1 - c) : W;
       if (!backward) {
         forward_run<A, T, Gated, Bias>(xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr, out + row * d + c, n);

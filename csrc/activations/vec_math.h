@@ -22,14 +22,20 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 
 inline VecF div(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
-// 2^n from nf = n + 1.5 * 2^23 (n integral in [-126, 127], held in nf's low mantissa bits).
+// 2^(n + Offset) from nf = n + 1.5 * 2^23 (n integral, n + Offset in [-126, 127], held in
+// nf's low mantissa bits).
+template <int Offset>
 inline VecF pow2_of_magic(VecF nf) {
   return {_mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(nf.v), 23),
-                                               _mm512_set1_epi32(127 << 23)))};
+                                               _mm512_set1_epi32((127 + Offset) << 23)))};
 }
 // Lanes where x has its sign bit set take `neg`, the others `pos`.
 inline VecF select_sign(VecF x, VecF neg, VecF pos) {
   return {_mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x.v)), pos.v, neg.v)};
+}
+// v where x >= bound, else 0 (nan x included).
+inline VecF zero_below(VecF v, VecF x, float bound) {
+  return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(bound), _CMP_GE_OQ), v.v)};
 }
 template <typename T>
 inline void store_out(VecF v, T* p) { v.store(p); }
@@ -39,42 +45,68 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 
 inline VecF div(VecF a, VecF b) { return {_mm256_div_ps(a.v, b.v)}; }
+template <int Offset>
 inline VecF pow2_of_magic(VecF nf) {
   return {_mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(_mm256_castps_si256(nf.v), 23),
-                                               _mm256_set1_epi32(127 << 23)))};
+                                               _mm256_set1_epi32((127 + Offset) << 23)))};
 }
 inline VecF select_sign(VecF x, VecF neg, VecF pos) { return {_mm256_blendv_ps(pos.v, neg.v, x.v)}; }
+inline VecF zero_below(VecF v, VecF x, float bound) {
+  return {_mm256_and_ps(v.v, _mm256_cmp_ps(x.v, _mm256_set1_ps(bound), _CMP_GE_OQ))};
+}
 
-// vec.h's AVX2 bf16 store goes through a scalar loop; this one rounds to nearest
-// even in vector registers (the bandwidth-bound kernels here would feel it). Without
+// Rounds to nearest even and leaves the bf16 bits in each lane's low half. Without
 // vec.h's nan fix-up: in these kernels a bf16 result that is nan comes from bf16 data
 // (a nan operand's payload, quieted) or is x86's default nan, and both have a zero low
 // half, which the rounding add cannot carry out of.
-inline __m128i narrow_bf16(VecF f) {
+inline __m256i round_to_bf16_bits(VecF f) {
   const __m256i u = _mm256_castps_si256(f.v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
-  r = _mm256_srli_epi32(r, 16);
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
-  return _mm256_castsi256_si128(packed);
+  return _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF))), 16);
+}
+// vec.h's AVX2 bf16 store goes through a scalar loop; this one stays in vector registers
+// (the bandwidth-bound kernels here would feel it).
+inline __m128i narrow_bf16(VecF f) {
+  const __m256i r = round_to_bf16_bits(f);
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
 }
 template <typename T>
 inline void store_out(VecF v, T* p) { v.store(p); }
 inline void store_out(VecF v, bf16_t* p) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow_bf16(v)); }
+
+// Two vectors of bf16 in the lane order of unpacklo/unpackhi_epi16 (elements 0-3 and
+// 8-11, then 4-7 and 12-15): one load and one unpack per vector, where load() takes a
+// widening and a shift, and packus_epi32 restores the order on the way out, where
+// store_out() takes a pack and a lane-crossing permute. Elementwise code may use it
+// whenever every operand and the output go through it.
+inline void load_pair(const bf16_t* p, VecF& a, VecF& b) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  a.v = _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), h));
+  b.v = _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), h));
+}
+inline void store_pair(VecF a, VecF b, bf16_t* p) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_packus_epi32(round_to_bf16_bits(a), round_to_bf16_bits(b)));
+}
 template <typename T>
 inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 
 #else  // portable
 
 inline VecF div(VecF a, VecF b) { return VecF::map2(a, b, [](float x, float y) { return x / y; }); }
+template <int Offset>
 inline VecF pow2_of_magic(VecF nf) {
   VecF r;
-  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = bits_float((float_bits(nf.v[i]) << 23) + (127u << 23));
+  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = bits_float((float_bits(nf.v[i]) << 23) + (uint32_t(127 + Offset) << 23));
   return r;
 }
 inline VecF select_sign(VecF x, VecF neg, VecF pos) {
   VecF r;
   for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = std::signbit(x.v[i]) ? neg.v[i] : pos.v[i];
+  return r;
+}
+inline VecF zero_below(VecF v, VecF x, float bound) {
+  VecF r;
+  for (int i = 0; i < VecF::kWidth; ++i) r.v[i] = x.v[i] >= bound ? v.v[i] : 0.0f;
   return r;
 }
 template <typename T>
@@ -86,11 +118,38 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 
 // ---- written once for every ISA ----
 
+// Two vectors from 2 * kWidth contiguous elements, in natural order (AVX2 overloads
+// the bf16 pair above with its own order).
+template <typename T>
+inline void load_pair(const T* p, VecF& a, VecF& b) {
+  a = VecF::load(p);
+  b = VecF::load(p + VecF::kWidth);
+}
+template <typename T>
+inline void store_pair(VecF a, VecF b, T* p) {
+  store_out(a, p);
+  store_out(b, p + VecF::kWidth);
+}
+
+// Fast (the template argument below): for results that are rounded to bf16 or fp16 (8 or
+// 11 significant bits), polynomials of lower degree, fitted the same way for relative
+// error: 7.5e-5 for exp (degree 3), 5.8e-5 for erfc's P (degree 5), together under 0.3
+// of an fp16 ulp and 0.04 of a bf16 ulp before the one rounding. These kernels are bound by
+// their count of vector operations on AVX2: 3 fewer FMAs took silu from 11.0 to 8.4 cycles
+// per vector.
+
 // exp(x) / 2^n for integral n = round(x / ln2): Cody-Waite reduction to |r| <= ln2/2
-// (ln2 split so that n * hi is exact), then the degree-6 polynomial of exp(r).
+// (ln2 split so that n * hi is exact), then the degree-6 (Fast: 3) polynomial of exp(r).
+template <bool Fast = false>
 inline VecF exp_reduced(VecF x, VecF n) {
   VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
   r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
+  if constexpr (Fast) {
+    VecF p = VecF::broadcast(0.1656682938337326f);
+    for (const float coefficient : {0.5049632787704468f, 1.0001641511917114f, 0.9999280571937561f})
+      p = fma(p, r, VecF::broadcast(coefficient));
+    return p;
+  }
   VecF p = VecF::broadcast(0.001394858118146658f);
   for (const float coefficient : {0.008375128731131554f, 0.041666217148303986f, 0.16666415333747864f, 0.5f, 1.0f, 1.0f})
     p = fma(p, r, VecF::broadcast(coefficient));
@@ -109,51 +168,64 @@ inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
 #endif
 }
 
-// exp(x) for x <= 0, clamped at -87 (exp near FLT_MIN) so that 2^n is one exponent
-// field, and n rounded by adding 1.5 * 2^23 (its bits are then the exponent's): the tails
-// of normal_cdf and sigmoid multiply it by factors below 1, and under FLT_MIN their
-// callers' values are under the tests' underflow threshold anyway.
+// exp(x) * 2^Scale for x <= 0, with n rounded by adding 1.5 * 2^23 (its bits are then
+// the exponent's), and 0 where that is under FLT_MIN (x < -87 - Scale ln2), as 2^(n + Scale)
+// would leave the exponent field: flushed like a denormal, as those lanes' garbage is, -inf's
+// included. (A clamp at -87 instead once made silu(-3e38) = -3e38 * exp(-87) = -4.9.)
+template <bool Fast = false, int Scale = 0>
 inline VecF exp_nonpositive(VecF x) {
   const VecF magic = VecF::broadcast(12582912.0f);
-  x = max(x, VecF::broadcast(-87.0f));
   const VecF nf = fma(x, VecF::broadcast(1.44269502f), magic);
   const VecF n = nf - magic;
-  return exp_reduced(x, n) * pow2_of_magic(nf);
+  return zero_below(exp_reduced<Fast>(x, n) * pow2_of_magic<Scale>(nf), x, -87.0f - 0.6931472f * Scale);
 }
 
 // 1 / (1 + exp(-x)), from e = exp(-|x|) <= 1, which cannot overflow: 1 / (1 + e) for
 // x >= 0, e / (1 + e) for x < 0 (one exponent field and no clamp of a positive argument,
-// which exp(-x) needed: 6 fewer vector operations, in kernels bound by their count). Below
-// x = -87, e stays at exp(-87), so silu(x) there is x * 1.6e-38 rather than smaller: under
-// 1e-35 from a function whose fp32 value PyTorch gives as 0.
+// which exp(-x) needed: 6 fewer vector operations, in kernels bound by their count). e is
+// taken times 2^24 (2^24 / (2^24 + e), e / (2^24 + e): exact rescalings), so that it stays a
+// normal number down to x = -103.9, below which sigmoid(x) is under fp32's smallest denormal;
+// the division rounds the denormal results (x * sigmoid(x) is still normal at x = -87.5).
+template <bool Fast = false>
 inline VecF sigmoid(VecF x) {
-  const VecF one = VecF::broadcast(1.0f);
-  const VecF e = exp_nonpositive(VecF::zero() - abs(x));
-  return div(select_sign(x, e, one), one + e);
+  const VecF scale = VecF::broadcast(16777216.0f);
+  const VecF e = exp_nonpositive<Fast, 24>(VecF::zero() - abs(x));
+  return div(select_sign(x, e, scale), scale + e);
 }
 
 // Phi(x) = P(N(0,1) <= x) = erfc(|x| / sqrt2) / 2 for x < 0, 1 - that for x >= 0,
 // with erfc(y) = t * exp(-y^2) * P(t), t = 1 / (1 + y/2). exp(-x^2/2) is also
 // returned (the GELU derivative needs it). x^2 is split into hi + lo exactly, so
 // exp(-x^2/2) = exp(-hi/2) * (1 - lo/2) keeps its relative accuracy in the tail
-// (rounding y = |x|/sqrt2 first would cost |x|^2 ulps there).
+// (rounding y = |x|/sqrt2 first would cost |x|^2 ulps there). |x| is taken at most 20,
+// where Phi is 1 or 0 in fp32, so that x^2 cannot overflow (inf * 0 in e made
+// gelu(1e20) = -inf).
+template <bool Fast = false>
 inline VecF normal_cdf(VecF x, VecF* exp_neg_half_x2) {
   const VecF one = VecF::broadcast(1.0f), minus_half = VecF::broadcast(-0.5f);
-  const VecF ax = abs(x);
+  const VecF ax = min(abs(x), VecF::broadcast(20.0f));
   const VecF hi = ax * ax;
   const VecF lo = fused_mul_add(ax, ax, VecF::zero() - hi);
-  const VecF e_hi = exp_nonpositive(hi * minus_half);
+  const VecF e_hi = exp_nonpositive<Fast>(hi * minus_half);
   const VecF e = fused_mul_add(lo * minus_half, e_hi, e_hi);
   *exp_neg_half_x2 = e;
   const VecF t = div(one, fma(ax, VecF::broadcast(0.35355339059327373f), one));  // 1 / (1 + y/2)
   // P/2 (coefficients halved, exactly) by Horner: these kernels are bound by the count of
   // vector operations, not their dependency chains (Estrin's order measured no faster).
-  VecF half_p = VecF::broadcast(0.5f * 0.04317306727170944f);
-  for (const float coefficient : {-0.23460549116134644f, 0.4933857321739197f, -0.454563707113266f,
-                                  0.13185003399848938f, -0.05905091017484665f, 0.09341474622488022f,
-                                  0.17532408237457275f, 0.24688388407230377f, 0.28209376335144043f,
-                                  0.282094806432724f})
-    half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
+  VecF half_p;
+  if constexpr (Fast) {
+    half_p = VecF::broadcast(0.5f * -0.08970871567726135f);
+    for (const float coefficient : {0.08108232170343399f, 0.2075808346271515f, 0.23569846153259277f,
+                                    0.28321048617362976f, 0.282078355550766f})
+      half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
+  } else {
+    half_p = VecF::broadcast(0.5f * 0.04317306727170944f);
+    for (const float coefficient : {-0.23460549116134644f, 0.4933857321739197f, -0.454563707113266f,
+                                    0.13185003399848938f, -0.05905091017484665f, 0.09341474622488022f,
+                                    0.17532408237457275f, 0.24688388407230377f, 0.28209376335144043f,
+                                    0.282094806432724f})
+      half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
+  }
   const VecF half_erfc = t * e * half_p;
   return select_sign(x, half_erfc, one - half_erfc);
 }
