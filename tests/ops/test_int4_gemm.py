@@ -86,6 +86,26 @@ def test_w4a16_int16_activations_at_outliers_and_non_finite(case, dtype, m, g, u
 
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
+@pytest.mark.parametrize("zero_point", [True, False], ids=["asym", "sym"])
+@pytest.mark.parametrize("gk", [(32, 32 * 67), (64, 64 * 70)], ids=["g32x67", "g64x70"])
+@pytest.mark.parametrize("m", [1, 3])
+def test_w4a16_many_groups(case, zero_point, gk, m, use_backend):
+    """More groups than the CPU GEMV's block of 64 (csrc/int4_gemm/cpu_kernel.h kGroupBlock), with
+    a partial vector of 8 groups at each block's end, an odd count for groups of 32."""
+    backend, device, isa = case
+    if backend == "triton" and device == "cpu":
+        pytest.skip("too large for the Triton interpreter")
+    use_backend(backend, isa)
+    g, k = gk
+    x, packed, scales, zeros, b = _data(m, 5, k, g, torch.bfloat16, zero_point, seed=k)
+    dev = lambda t: t.to(device) if t is not None else None  # noqa: E731
+    out = bigaccel.ops.int4_linear(dev(x), dev(packed), dev(scales), dev(zeros), g, dev(b)).cpu()
+    ref = reference.int4_mm(x, packed, scales, zeros, g, b)
+    tol = _tolerance(x, packed, scales, zeros, g, b, ref, case)
+    assert torch.all((out.double() - ref.double()).abs() <= tol), (out - ref).abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("int4_mm"))
 def test_no_bias_empty_batch_leading_dims_and_non_contiguous(case, use_backend):
     backend, device, isa = case
     use_backend(backend, isa)
