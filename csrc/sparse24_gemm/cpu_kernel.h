@@ -39,58 +39,80 @@ static inline float hsum8(__m256 v) {
 // Rows of x processed together: each loaded value and index serves MR rows.
 constexpr int kSparse24RowTile = 4;
 
+// Rows [m0, m0 + MR) x columns [n_begin, n_end).
+template <int MR, typename V, typename O>
+static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values, const uint8_t* meta, int64_t N,
+                          int64_t n_begin, int64_t n_end, const float* bias, O* out) {
+  const int64_t groups = K / 4, row_values = K / 2, row_meta = (K + 7) / 8;
+  const float* xm = x + m0 * K;
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const V* v = values + n * row_values;
+    const uint8_t* mt = meta + n * row_meta;
+    float acc[MR];
+    int64_t g = 0;
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+    // With one or two rows, two accumulators a row (the step's low and high values): with
+    // one, each step waited on two dependent FMAs (8 cycles a step; a bf16 row then read
+    // ~12 GB/s a core, now ~15). With more rows the rows are the independent chains, and
+    // twice the accumulators would not fit the registers.
+    constexpr bool kSplit = MR <= 2;
+    __m256 vacc[MR], vacc_hi[kSplit ? MR : 1];
+    for (int r = 0; r < MR; ++r) vacc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < (kSplit ? MR : 1); ++r) vacc_hi[r] = _mm256_setzero_ps();
+    const __m256i shift_lo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i shift_hi = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
+    // Lanes 0-3 of a step's 8 values come from one 8-float window of x (two groups), lanes
+    // 4-7 from the next: a permute of each window by the same indices, then a blend.
+    const __m256i window_base = _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4);
+    const __m256i three = _mm256_set1_epi32(3);
+    for (; g + 8 <= groups; g += 8) {  // meta bytes g/2 .. g/2+3 exist since g+8 <= groups
+      uint32_t bits;
+      std::memcpy(&bits, mt + g / 2, 4);
+      const __m256i b = _mm256_set1_epi32(int(bits));
+      const __m256i idx_lo = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_lo), three), window_base);
+      const __m256i idx_hi = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_hi), three), window_base);
+      const __m256 v_lo = load8_values(v + 2 * g), v_hi = load8_values(v + 2 * g + 8);
+      for (int r = 0; r < MR; ++r) {
+        const float* xr = xm + r * K + 4 * g;
+        const __m256 x_lo = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr), idx_lo),
+                                            _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 8), idx_lo), 0xF0);
+        const __m256 x_hi = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 16), idx_hi),
+                                            _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 24), idx_hi), 0xF0);
+        vacc[r] = _mm256_fmadd_ps(v_lo, x_lo, vacc[r]);
+        if constexpr (kSplit)
+          vacc_hi[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc_hi[r]);
+        else
+          vacc[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc[r]);
+      }
+    }
+    for (int r = 0; r < MR; ++r) acc[r] = hsum8(kSplit ? _mm256_add_ps(vacc[r], vacc_hi[kSplit ? r : 0]) : vacc[r]);
+#else
+    for (int r = 0; r < MR; ++r) acc[r] = 0.f;
+#endif
+    for (; g < groups; ++g) {
+      const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
+      const float v0 = load_value(v + 2 * g), v1 = load_value(v + 2 * g + 1);
+      for (int r = 0; r < MR; ++r) {
+        const float* xr = xm + r * K + 4 * g;
+        acc[r] += v0 * xr[nib & 3] + v1 * xr[nib >> 2];
+      }
+    }
+    const float b = bias ? bias[n] : 0.f;
+    for (int r = 0; r < MR; ++r) from_float(acc[r] + b, out + (m0 + r) * N + n);
+  }
+}
+
 template <typename V, typename O>
 static void sparse24_typed(const float* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
                            int64_t n_begin, int64_t n_end, const float* bias, O* out) {
   constexpr int MR = kSparse24RowTile;
-  const int64_t groups = K / 4, row_values = K / 2, row_meta = (K + 7) / 8;
-  for (int64_t m0 = 0; m0 < M; m0 += MR) {
-    const int mr = M - m0 < MR ? int(M - m0) : MR;
-    const float* xm = x + m0 * K;
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      const V* v = values + n * row_values;
-      const uint8_t* mt = meta + n * row_meta;
-      float acc[MR] = {0.f, 0.f, 0.f, 0.f};
-      int64_t g = 0;
-#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
-      __m256 vacc[MR];
-      for (int r = 0; r < MR; ++r) vacc[r] = _mm256_setzero_ps();
-      const __m256i shift_lo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-      const __m256i shift_hi = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
-      // Lanes 0-3 of a step's 8 values come from one 8-float window of x (two groups), lanes
-      // 4-7 from the next: a permute of each window by the same indices, then a blend.
-      const __m256i window_base = _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4);
-      const __m256i three = _mm256_set1_epi32(3);
-      for (; g + 8 <= groups; g += 8) {  // meta bytes g/2 .. g/2+3 exist since g+8 <= groups
-        uint32_t bits;
-        std::memcpy(&bits, mt + g / 2, 4);
-        const __m256i b = _mm256_set1_epi32(int(bits));
-        const __m256i idx_lo = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_lo), three), window_base);
-        const __m256i idx_hi = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_hi), three), window_base);
-        const __m256 v_lo = load8_values(v + 2 * g), v_hi = load8_values(v + 2 * g + 8);
-        for (int r = 0; r < mr; ++r) {
-          const float* xr = xm + r * K + 4 * g;
-          const __m256 x_lo = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr), idx_lo),
-                                              _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 8), idx_lo), 0xF0);
-          const __m256 x_hi = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 16), idx_hi),
-                                              _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 24), idx_hi), 0xF0);
-          vacc[r] = _mm256_fmadd_ps(v_lo, x_lo, vacc[r]);
-          vacc[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc[r]);
-        }
-      }
-      for (int r = 0; r < mr; ++r) acc[r] = hsum8(vacc[r]);
-#endif
-      for (; g < groups; ++g) {
-        const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
-        const float v0 = load_value(v + 2 * g), v1 = load_value(v + 2 * g + 1);
-        for (int r = 0; r < mr; ++r) {
-          const float* xr = xm + r * K + 4 * g;
-          acc[r] += v0 * xr[nib & 3] + v1 * xr[nib >> 2];
-        }
-      }
-      const float b = bias ? bias[n] : 0.f;
-      for (int r = 0; r < mr; ++r) from_float(acc[r] + b, out + (m0 + r) * N + n);
-    }
+  int64_t m0 = 0;
+  for (; m0 + MR <= M; m0 += MR) sparse24_rows<MR>(x, m0, K, values, meta, N, n_begin, n_end, bias, out);
+  switch (M - m0) {
+    case 3: return sparse24_rows<3>(x, m0, K, values, meta, N, n_begin, n_end, bias, out);
+    case 2: return sparse24_rows<2>(x, m0, K, values, meta, N, n_begin, n_end, bias, out);
+    case 1: return sparse24_rows<1>(x, m0, K, values, meta, N, n_begin, n_end, bias, out);
+    default: return;
   }
 }
 

@@ -8,7 +8,7 @@ from bigaccel import backends, reference, sparsity
 from tests.conftest import backend_cases
 
 DTYPES = [torch.float32, torch.bfloat16]
-MS = [1, 3, 17, 64]
+MS = [1, 2, 3, 17, 64]  # 1, 2: the GEMV with two accumulators a row; 3: three rows; 17: 4 x 4 + 1
 NKS = [(17, 36), (33, 100), (7, 260)]  # odd N; K multiples of 4 but not of 8, 16, 32 or 64
 EPS32 = torch.finfo(torch.float32).eps
 
