@@ -39,8 +39,11 @@ def _exp(x):
 
 @triton.jit
 def _sigmoid(x):
-    # div_rn: a plain / is div.full.f32 on a GPU (2 ulps).
-    return tl.math.div_rn(tl.full(x.shape, 1.0, tl.float32), 1.0 + _exp(-x))
+    # From e = exp(-|x|) <= 1, as the CPU kernels: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+    # 1 / (1 + exp(-x)) overflowed to 0 below x = -88.7, where x * sigmoid(x) is still a normal
+    # bf16 number. div_rn: a plain / is div.full.f32 on a GPU (2 ulps).
+    e = _exp(-tl.abs(x))
+    return tl.math.div_rn(tl.where(x >= 0, 1.0, e), 1.0 + e)
 
 
 @triton.jit

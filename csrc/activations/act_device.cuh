@@ -9,7 +9,13 @@
 
 namespace bigaccel::activations {
 
-__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+// From e = exp(-|x|) <= 1, as the CPU kernels: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+// 1 / (1 + expf(-x)) overflowed to 0 below x = -88.7, where x * sigmoid(x) is still a normal
+// bf16 number (tests/ops/test_activations.py runs every bf16 value).
+__device__ __forceinline__ float sigmoid(float x) {
+  const float e = expf(-fabsf(x));
+  return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
 
 // act(x); *grad = act'(x) when wanted.
 __device__ __forceinline__ float activation(Act act, float x, float* grad) {
