@@ -423,9 +423,12 @@ def _act_derivative(x: torch.Tensor, activation: str) -> torch.Tensor:
         return 0.5 * torch.special.erfc(-x * 0.5**0.5) + x * torch.exp(-0.5 * x * x) * (2 * math.pi) ** -0.5
     if activation == "gelu_tanh":
         # 0.5 (1 + tanh z) = s = sigmoid(2z) and 0.5 (1 - tanh^2 z) = 2 s (1 - s)
+        # x^2 at most 1e4: beyond |x| = 100 s is 0 or 1 exactly (float64 too), and past |x| ~ 1e19
+        # fp32's x^2 overflowed into 0 * inf = nan (F.gelu's own backward is nan there)
         k = math.sqrt(2 / math.pi)
-        s = torch.sigmoid(2 * k * (x + 0.044715 * x**3))
-        return s + x * 2 * s * (1 - s) * k * (1 + 3 * 0.044715 * x * x)
+        x2 = (x * x).clamp(max=1e4)
+        s = torch.sigmoid(2 * k * x * (1 + 0.044715 * x2))
+        return s + 2 * s * (1 - s) * x * k * (1 + 3 * 0.044715 * x2)  # s (1 - s) first: 0 * x, not inf * 0
     raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
 
 

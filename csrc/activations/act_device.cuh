@@ -29,7 +29,7 @@ __device__ __forceinline__ float activation(Act act, float x, float* grad) {
     if (grad) *grad = phi + x * expf(-0.5f * x * x) * 0.3989422804014327f;
     return x * phi;
   }
-  const float x2 = x * x;
+  const float x2 = fminf(x * x, 1e4f);  // as on CPU: beyond |x| = 100 s is 0 or 1; no 0 * inf
   const float s = sigmoid(1.5957691216057308f * x * (1.0f + 0.044715f * x2));
   if (grad) *grad = s + x * s * (1.0f - s) * 1.5957691216057308f * (1.0f + 3.0f * 0.044715f * x2);
   return x * s;

@@ -33,7 +33,9 @@ inline VecF activation(VecF x, VecF* grad) {
     return x * phi;
   } else {
     // 0.5 x (1 + tanh(z)) = x * sigmoid(2z), z = sqrt(2/pi) (x + 0.044715 x^3)
-    const VecF x2 = x * x;
+    // x^2 at most 1e4: beyond |x| = 100 the sigmoid is 0 or 1 exactly either way, and the
+    // derivative's x * s * (1 - s) * dz2 was 0 * inf = nan once x^2 overflowed (|x| > 1.8e19).
+    const VecF x2 = min(x * x, VecF::broadcast(1e4f));
     const VecF two_k = VecF::broadcast(2.0f * kSqrt2OverPi);
     const VecF s = sigmoid<Fast>(two_k * x * fma(x2, VecF::broadcast(kGeluTanhCubic), one));
     if (grad) {

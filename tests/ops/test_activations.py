@@ -219,6 +219,22 @@ def test_16_bit_math_on_every_value(case, dtype, use_backend):
         assert not bad.any(), (name, int(bad.sum()), x[bad.nonzero()[:4, 0] % x.numel()].tolist(), got[bad][:4].tolist())
 
 
+@pytest.mark.parametrize("case", backend_cases("silu_and_mul"))
+def test_backward_at_huge_inputs(case, use_backend):
+    """The derivatives at |x| far past where the activations saturate: 1 and 0, not nan (the
+    tanh GELU's x^2 once overflowed into 0 * inf)."""
+    backend, device, isa = case
+    use_backend(backend, isa)
+    x = torch.tensor([200.0, -200.0, 1e20, -1e20, 3e38, -3e38])
+    expected = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    # the reference backend is F.gelu under torch's own autograd, whose tanh derivative is nan there
+    for name in ("gelu", "bias_silu") if backend == "reference" else ("gelu", "gelu_tanh", "bias_silu"):
+        xg = x.clone().to(device).requires_grad_()
+        b = torch.zeros(x.numel(), device=device) if _has_bias(name) else None
+        CASES[name][0](xg, b).sum().backward()
+        assert torch.equal(xg.grad.cpu().abs(), expected), (name, xg.grad)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 @pytest.mark.parametrize("case", backend_cases("silu_and_mul"))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
