@@ -13,8 +13,6 @@
 //                what the tanh GELU and its derivative need.
 #pragma once
 
-#include <initializer_list>
-
 #include "common/vec.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -135,8 +133,30 @@ inline void store_pair(VecF a, VecF b, T* p) {
 // 11 significant bits), polynomials of lower degree, fitted the same way for relative
 // error: 7.5e-5 for exp (degree 3), 5.8e-5 for erfc's P (degree 5), together under 0.3
 // of an fp16 ulp and 0.04 of a bf16 ulp before the one rounding. These kernels are bound by
-// their count of vector operations on AVX2: 3 fewer FMAs took silu from 11.0 to 8.4 cycles
+// their count of vector operations on AVX2: 3 fewer FMAs took a silu loop from 11.0 to 8.4 cycles
 // per vector.
+
+// c[0] t^(N-1) + ... + c[N-1] by Horner's rule, each coefficient times `scale` (a power of
+// two: exact).
+template <int N>
+inline VecF horner(VecF t, const float (&c)[N], float scale = 1.0f) {
+  VecF p = VecF::broadcast(scale * c[0]);
+  for (int i = 1; i < N; ++i) p = fma(p, t, VecF::broadcast(scale * c[i]));
+  return p;
+}
+
+// exp(r) on |r| <= ln2/2 (Chebyshev-node fits), and erfc(y) exp(y^2) / t on t in (0, 1]
+// (see normal_cdf); the Fast ones are of the degrees above.
+constexpr float kExpPoly[] = {0.001394858118146658f, 0.008375128731131554f, 0.041666217148303986f,
+                              0.16666415333747864f, 0.5f, 1.0f, 1.0f};
+constexpr float kExpPolyFast[] = {0.1656682938337326f, 0.5049632787704468f, 1.0001641511917114f,
+                                  0.9999280571937561f};
+constexpr float kErfcPoly[] = {0.04317306727170944f, -0.23460549116134644f, 0.4933857321739197f,
+                               -0.454563707113266f,  0.13185003399848938f,  -0.05905091017484665f,
+                               0.09341474622488022f, 0.17532408237457275f,  0.24688388407230377f,
+                               0.28209376335144043f, 0.282094806432724f};
+constexpr float kErfcPolyFast[] = {-0.08970871567726135f, 0.08108232170343399f, 0.2075808346271515f,
+                                   0.23569846153259277f,  0.28321048617362976f, 0.282078355550766f};
 
 // exp(x) / 2^n for integral n = round(x / ln2): Cody-Waite reduction to |r| <= ln2/2
 // (ln2 split so that n * hi is exact), then the degree-6 (Fast: 3) polynomial of exp(r).
@@ -144,16 +164,8 @@ template <bool Fast = false>
 inline VecF exp_reduced(VecF x, VecF n) {
   VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
   r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
-  if constexpr (Fast) {
-    VecF p = VecF::broadcast(0.1656682938337326f);
-    for (const float coefficient : {0.5049632787704468f, 1.0001641511917114f, 0.9999280571937561f})
-      p = fma(p, r, VecF::broadcast(coefficient));
-    return p;
-  }
-  VecF p = VecF::broadcast(0.001394858118146658f);
-  for (const float coefficient : {0.008375128731131554f, 0.041666217148303986f, 0.16666415333747864f, 0.5f, 1.0f, 1.0f})
-    p = fma(p, r, VecF::broadcast(coefficient));
-  return p;
+  if constexpr (Fast) return horner(r, kExpPolyFast);
+  return horner(r, kExpPoly);
 }
 
 // a * b + c with one rounding on every tier (vec.h's portable fma rounds twice,
@@ -218,19 +230,10 @@ inline VecF normal_cdf(VecF x, VecF* exp_neg_half_x2) {
   // P/2 (coefficients halved, exactly) by Horner: these kernels are bound by the count of
   // vector operations, not their dependency chains (Estrin's order measured no faster).
   VecF half_p;
-  if constexpr (Fast) {
-    half_p = VecF::broadcast(0.5f * -0.08970871567726135f);
-    for (const float coefficient : {0.08108232170343399f, 0.2075808346271515f, 0.23569846153259277f,
-                                    0.28321048617362976f, 0.282078355550766f})
-      half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
-  } else {
-    half_p = VecF::broadcast(0.5f * 0.04317306727170944f);
-    for (const float coefficient : {-0.23460549116134644f, 0.4933857321739197f, -0.454563707113266f,
-                                    0.13185003399848938f, -0.05905091017484665f, 0.09341474622488022f,
-                                    0.17532408237457275f, 0.24688388407230377f, 0.28209376335144043f,
-                                    0.282094806432724f})
-      half_p = fma(half_p, t, VecF::broadcast(0.5f * coefficient));
-  }
+  if constexpr (Fast)
+    half_p = horner(t, kErfcPolyFast, 0.5f);
+  else
+    half_p = horner(t, kErfcPoly, 0.5f);
   const VecF half_erfc = t * e * half_p;
   return select_sign(x, half_erfc, one - half_erfc);
 }

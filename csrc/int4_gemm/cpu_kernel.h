@@ -59,9 +59,10 @@ struct Int4Weight {
       : packed(packed), scales(scales), zeros(zeros), K(K), G(G), groups(K / G) {}
   const uint8_t* packed;  // [N, K/2]
   const float* scales;    // [N, K/G]
-  const uint8_t* zeros;   // [N, K/G] or nullptr (8)
+  const uint8_t* zeros;   // [N, K/G] or nullptr (kSymmetricZero)
   int64_t K, G, groups;   // groups = K / G, kept: a division per group was a visible cost
-  int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * groups + g]) : 8; }
+  static constexpr int kSymmetricZero = 8;
+  int zero_code(int64_t n, int64_t g) const { return zeros ? int(zeros[n * groups + g]) : kSymmetricZero; }
 };
 
 // x_nib: the R rows of x, each in nibble order (kInt4NibbleChunk).
@@ -211,7 +212,7 @@ static inline void int4_group_factors(const I16Rows& x, const Int4Weight& w, int
     const __m256 s = _mm256_loadu_ps(scales + j);
     const __m256 z = zeros ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
                                  reinterpret_cast<const __m128i*>(zeros + j))))
-                           : _mm256_set1_ps(8.0f);
+                           : _mm256_set1_ps(float(Int4Weight::kSymmetricZero));
     const __m256 zs = _mm256_mul_ps(z, s);
     for (int r = 0; r < R; ++r) {
       _mm256_storeu_ps(cs[r] + j, _mm256_mul_ps(s, _mm256_loadu_ps(x.scale + r * x.subs + g0 + j)));
@@ -219,7 +220,7 @@ static inline void int4_group_factors(const I16Rows& x, const Int4Weight& w, int
     }
   }
   for (; j < gb; ++j) {  // zero terms in lane 0: their order is any fp32 order's
-    const float s = scales[j], zs = float(zeros ? int(zeros[j]) : 8) * s;
+    const float s = scales[j], zs = float(w.zero_code(n, g0 + j)) * s;
     for (int r = 0; r < R; ++r) {
       cs[r][j] = s * x.scale[r * x.subs + g0 + j];
       zt[r] = _mm256_add_ps(zt[r], _mm256_setr_ps(zs * x.qsum[r * x.subs + g0 + j], 0, 0, 0, 0, 0, 0, 0));

@@ -56,9 +56,8 @@ static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values
     // ~12 GB/s a core, now ~15). With more rows the rows are the independent chains, and
     // twice the accumulators would not fit the registers.
     constexpr bool kSplit = MR <= 2;
-    __m256 vacc[MR], vacc_hi[kSplit ? MR : 1];
-    for (int r = 0; r < MR; ++r) vacc[r] = _mm256_setzero_ps();
-    for (int r = 0; r < (kSplit ? MR : 1); ++r) vacc_hi[r] = _mm256_setzero_ps();
+    __m256 vacc[MR], vacc_hi[MR];  // vacc_hi only with kSplit
+    for (int r = 0; r < MR; ++r) vacc[r] = vacc_hi[r] = _mm256_setzero_ps();
     const __m256i shift_lo = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     const __m256i shift_hi = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
     // Lanes 0-3 of a step's 8 values come from one 8-float window of x (two groups), lanes
@@ -85,7 +84,7 @@ static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values
           vacc[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc[r]);
       }
     }
-    for (int r = 0; r < MR; ++r) acc[r] = hsum8(kSplit ? _mm256_add_ps(vacc[r], vacc_hi[kSplit ? r : 0]) : vacc[r]);
+    for (int r = 0; r < MR; ++r) acc[r] = hsum8(kSplit ? _mm256_add_ps(vacc[r], vacc_hi[r]) : vacc[r]);
 #else
     for (int r = 0; r < MR; ++r) acc[r] = 0.f;
 #endif
