@@ -10,7 +10,8 @@
 #include "sparse24_gemm/checks.h"
 #include "sparse24_gemm/sparse24_gemm.h"
 
-BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const float* x, int64_t M, int64_t K, const void* values,
+BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_mm_cols, const void* x, bool x_bf16, int64_t M, int64_t K,
+                            const void* values,
                             bool values_bf16, const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end,
                             const float* bias, void* out, bigaccel::DType out_dtype)
 BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_expand_rows_f32, const void* values, bool values_bf16, const uint8_t* meta,
@@ -68,19 +69,21 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
     TORCH_CHECK(t->device() == x.device(), "bigaccel.sparse24_mm: all tensors must be on ", x.device());
   at::Tensor out = at::empty({M, N}, x.options());
   if (M == 0 || N == 0) return out;
-  // Activations in fp32 once (M*K, small next to the weight); fp16 values are widened to fp32.
-  const at::Tensor x32 = x.to(at::kFloat).contiguous();
+  // fp16 values are widened to fp32 once.
   const bool values_bf16 = values.scalar_type() == at::kBFloat16;
   const at::Tensor vals = values_bf16 ? values.contiguous() : values.to(at::kFloat).contiguous();
   const at::Tensor meta_c = meta.contiguous();
   const auto b32 = bias_f32(bias);
   if (M >= kSparse24SgemmMinRows) {
-    sparse24_mm_sgemm(x32, vals, values_bf16, meta_c, b32, out);
+    sparse24_mm_sgemm(x.to(at::kFloat).contiguous(), vals, values_bf16, meta_c, b32, out);
     return out;
   }
+  // The kernel reads bf16 activations as they are, others in fp32 (M*K, small next to the weight).
+  const bool x_bf16 = x.scalar_type() == at::kBFloat16;
+  const at::Tensor xk = x_bf16 ? x.contiguous() : x.to(at::kFloat).contiguous();
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(sparse24_mm_cols);
   parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
-    kernel(x32.data_ptr<float>(), M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, n0, n1,
+    kernel(xk.data_ptr(), x_bf16, M, k, vals.data_ptr(), values_bf16, meta_c.data_ptr<uint8_t>(), N, n0, n1,
            ptr_or_null(b32), out.data_ptr(), out_kind);
   });
   return out;

@@ -7,8 +7,9 @@
 // consecutive groups are consecutive, the 2-bit index of value j of a row is
 // bits [2j, 2j+2) of the row's metadata, so 8 groups (16 values) take one 32-bit
 // load; their dense positions 4*(j/2) + index select from x by permutes of 8-float
-// windows (two groups each; AVX2's gather measured ~3x slower here). Accumulation
-// is fp32, one rounding to the output dtype at the end.
+// windows (two groups each; AVX2's gather measured ~3x slower here), or, with bf16
+// activations, by byte shuffles that widen to fp32 as they select. Accumulation is
+// fp32, one rounding to the output dtype at the end.
 //
 // The 2:4 + int8 (W8A8) kernel below works differently: see expand_row_2_4.
 #pragma once
@@ -39,12 +40,46 @@ static inline float hsum8(__m256 v) {
 // Rows of x processed together: each loaded value and index serves MR rows.
 constexpr int kSparse24RowTile = 4;
 
-// Rows [m0, m0 + MR) x columns [n_begin, n_end).
-template <int MR, typename V, typename O>
-static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values, const uint8_t* meta, int64_t N,
+#if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
+// bf16 activations: one 16-byte lane of x is two groups (8 bf16), and one metadata byte
+// says which four of them the groups' kept values meet. A byte shuffle by ctrl[meta byte]
+// moves each into the high half of a 32-bit lane, zeros below: the four as fp32, in the
+// order of the kept values. Half the vector operations of the fp32 permutes, and x stays
+// half the size (K = 11008 in bf16 fits L1, in fp32 it did not).
+struct GatherBf16Table {
+  alignas(16) uint8_t ctrl[256][16];
+  constexpr GatherBf16Table() : ctrl() {
+    for (unsigned b = 0; b < 256; ++b)
+      for (unsigned group = 0; group < 2; ++group) {
+        const unsigned nibble = (b >> (4 * group)) & 0xF;
+        for (unsigned j = 0; j < 2; ++j) {
+          const unsigned pos = 4 * group + (j ? nibble >> 2 : nibble & 3), lane = 4 * (2 * group + j);
+          ctrl[b][lane] = ctrl[b][lane + 1] = 0x80;  // a shuffle reads 0x80 as zero
+          ctrl[b][lane + 2] = uint8_t(2 * pos);
+          ctrl[b][lane + 3] = uint8_t(2 * pos + 1);
+        }
+      }
+  }
+};
+alignas(64) static constexpr GatherBf16Table kGatherBf16{};
+
+// Controls for 16 bytes of x from metadata byte `lo` and the next 16 from `hi`.
+static inline __m256i gather_bf16_control(uint8_t lo, uint8_t hi) {
+  return _mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(kGatherBf16.ctrl[lo]))),
+      _mm_load_si128(reinterpret_cast<const __m128i*>(kGatherBf16.ctrl[hi])), 1);
+}
+static inline __m256 gather_bf16(const bf16_t* x, __m256i control) {
+  return _mm256_castsi256_ps(_mm256_shuffle_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), control));
+}
+#endif
+
+// Rows [m0, m0 + MR) x columns [n_begin, n_end); X (the activations) float or bf16_t.
+template <int MR, typename X, typename V, typename O>
+static void sparse24_rows(const X* x, int64_t m0, int64_t K, const V* values, const uint8_t* meta, int64_t N,
                           int64_t n_begin, int64_t n_end, const float* bias, O* out) {
   const int64_t groups = K / 4, row_values = K / 2, row_meta = (K + 7) / 8;
-  const float* xm = x + m0 * K;
+  const X* xm = x + m0 * K;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const V* v = values + n * row_values;
     const uint8_t* mt = meta + n * row_meta;
@@ -65,18 +100,31 @@ static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values
     const __m256i window_base = _mm256_setr_epi32(0, 0, 4, 4, 0, 0, 4, 4);
     const __m256i three = _mm256_set1_epi32(3);
     for (; g + 8 <= groups; g += 8) {  // meta bytes g/2 .. g/2+3 exist since g+8 <= groups
-      uint32_t bits;
-      std::memcpy(&bits, mt + g / 2, 4);
-      const __m256i b = _mm256_set1_epi32(int(bits));
-      const __m256i idx_lo = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_lo), three), window_base);
-      const __m256i idx_hi = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_hi), three), window_base);
+      const uint8_t* step_meta = mt + g / 2;
+      __m256i idx_lo, idx_hi;  // fp32 x: permute indices; bf16 x: shuffle controls
+      if constexpr (std::is_same_v<X, bf16_t>) {
+        idx_lo = gather_bf16_control(step_meta[0], step_meta[1]);
+        idx_hi = gather_bf16_control(step_meta[2], step_meta[3]);
+      } else {
+        uint32_t bits;
+        std::memcpy(&bits, step_meta, 4);
+        const __m256i b = _mm256_set1_epi32(int(bits));
+        idx_lo = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_lo), three), window_base);
+        idx_hi = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_hi), three), window_base);
+      }
       const __m256 v_lo = load8_values(v + 2 * g), v_hi = load8_values(v + 2 * g + 8);
       for (int r = 0; r < MR; ++r) {
-        const float* xr = xm + r * K + 4 * g;
-        const __m256 x_lo = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr), idx_lo),
-                                            _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 8), idx_lo), 0xF0);
-        const __m256 x_hi = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 16), idx_hi),
-                                            _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 24), idx_hi), 0xF0);
+        const X* xr = xm + r * K + 4 * g;
+        __m256 x_lo, x_hi;
+        if constexpr (std::is_same_v<X, bf16_t>) {
+          x_lo = gather_bf16(xr, idx_lo);
+          x_hi = gather_bf16(xr + 16, idx_hi);
+        } else {
+          x_lo = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr), idx_lo),
+                                 _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 8), idx_lo), 0xF0);
+          x_hi = _mm256_blend_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 16), idx_hi),
+                                 _mm256_permutevar8x32_ps(_mm256_loadu_ps(xr + 24), idx_hi), 0xF0);
+        }
         vacc[r] = _mm256_fmadd_ps(v_lo, x_lo, vacc[r]);
         if constexpr (kSplit)
           vacc_hi[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc_hi[r]);
@@ -92,8 +140,8 @@ static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values
       const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
       const float v0 = load_value(v + 2 * g), v1 = load_value(v + 2 * g + 1);
       for (int r = 0; r < MR; ++r) {
-        const float* xr = xm + r * K + 4 * g;
-        acc[r] += v0 * xr[nib & 3] + v1 * xr[nib >> 2];
+        const X* xr = xm + r * K + 4 * g;
+        acc[r] += v0 * load_value(xr + (nib & 3)) + v1 * load_value(xr + (nib >> 2));
       }
     }
     const float b = bias ? bias[n] : 0.f;
@@ -101,8 +149,8 @@ static void sparse24_rows(const float* x, int64_t m0, int64_t K, const V* values
   }
 }
 
-template <typename V, typename O>
-static void sparse24_typed(const float* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
+template <typename X, typename V, typename O>
+static void sparse24_typed(const X* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
                            int64_t n_begin, int64_t n_end, const float* bias, O* out) {
   constexpr int MR = kSparse24RowTile;
   int64_t m0 = 0;
@@ -115,21 +163,33 @@ static void sparse24_typed(const float* x, int64_t M, int64_t K, const V* values
   }
 }
 
-template <typename V>
-static void sparse24_out(const float* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
+template <typename X, typename V>
+static void sparse24_out(const X* x, int64_t M, int64_t K, const V* values, const uint8_t* meta, int64_t N,
                          int64_t n_begin, int64_t n_end, const float* bias, void* out, DType out_dtype) {
   with_element_type(out_dtype, [&](auto tag) {
     sparse24_typed(x, M, K, values, meta, N, n_begin, n_end, bias, static_cast<decltype(tag)*>(out));
   });
 }
 
-void sparse24_mm_cols(const float* x, int64_t M, int64_t K, const void* values, bool values_bf16,
-                      const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end, const float* bias, void* out,
-                      DType out_dtype) {
+template <typename X>
+static void sparse24_values(const X* x, int64_t M, int64_t K, const void* values, bool values_bf16,
+                            const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end, const float* bias,
+                            void* out, DType out_dtype) {
   if (values_bf16)
     sparse24_out(x, M, K, static_cast<const bf16_t*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
   else
     sparse24_out(x, M, K, static_cast<const float*>(values), meta, N, n_begin, n_end, bias, out, out_dtype);
+}
+
+void sparse24_mm_cols(const void* x, bool x_bf16, int64_t M, int64_t K, const void* values, bool values_bf16,
+                      const uint8_t* meta, int64_t N, int64_t n_begin, int64_t n_end, const float* bias, void* out,
+                      DType out_dtype) {
+  if (x_bf16)
+    sparse24_values(static_cast<const bf16_t*>(x), M, K, values, values_bf16, meta, N, n_begin, n_end, bias, out,
+                    out_dtype);
+  else
+    sparse24_values(static_cast<const float*>(x), M, K, values, values_bf16, meta, N, n_begin, n_end, bias, out,
+                    out_dtype);
 }
 
 // Rows [n_begin, n_end) of the compressed weight as dense fp32 rows (zeros where pruned),

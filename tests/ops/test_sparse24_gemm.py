@@ -47,11 +47,12 @@ def test_matches_masked_dense(case, dtype, nk, m, use_backend):
 
 
 @pytest.mark.parametrize("case", backend_cases("sparse24_mm"))
-def test_fp32_weight_bf16_activations_and_no_bias(case, use_backend):
+@pytest.mark.parametrize("m, k", [(1, 260), (5, 36), (5, 260)])  # the CPU kernel's bf16-activation path, fp32 values
+def test_fp32_weight_bf16_activations_and_no_bias(case, m, k, use_backend):
     backend, device, isa = case
     use_backend(backend, isa)
-    x, w, values, meta, _ = _data(5, 9, 36, torch.bfloat16, values_dtype=torch.float32)
-    out = bigaccel.ops.sparse24_linear(x.to(device), values.to(device), meta.to(device), 36)
+    x, w, values, meta, _ = _data(m, 9, k, torch.bfloat16, values_dtype=torch.float32)
+    out = bigaccel.ops.sparse24_linear(x.to(device), values.to(device), meta.to(device), k)
     _check(out.cpu(), x, w, torch.zeros(9))
 
 
