@@ -16,13 +16,15 @@ CPU_EXT = _extension.load()["cpu"]
 ISA_ORDER = ("portable", "avx2", "avx512")
 
 
-def int16_activation_error(case, x: torch.Tensor, w_dense: torch.Tensor) -> torch.Tensor:
-    """|w| @ |x - x16|: what the x86 GEMVs of the weight-only GEMMs add to the float
+def int16_activation_error(case, x: torch.Tensor, w_dense: torch.Tensor, max_rows: int = 4) -> torch.Tensor:
+    """|w| @ |x - x16|: what the x86 kernels of the weight-only GEMMs add to the float
     computation by holding bf16/fp16 x as int16 (reference.quantize_activations_int16) at
-    M <= 4; zero for every other path. [M, N], float64."""
+    M <= max_rows (4, the GEMVs; W8A16 keeps it up to 127); zero for every other path.
+    [M, N], float64."""
     backend, _, isa = case
     m = x.shape[0]
-    if not (backend == "cpu" and isa in ("avx2", "avx512") and x.dtype in (torch.bfloat16, torch.float16) and m <= 4):
+    if not (backend == "cpu" and isa in ("avx2", "avx512") and x.dtype in (torch.bfloat16, torch.float16)
+            and m <= max_rows):
         return torch.zeros(m, w_dense.shape[0], dtype=torch.float64)
     x16 = reference.dequantize_activations_int16(*reference.quantize_activations_int16(x))
     return (x.double() - x16.double()).abs() @ w_dense.double().abs().t()

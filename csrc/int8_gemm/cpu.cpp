@@ -29,6 +29,11 @@ void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int
 namespace bigaccel {
 
 constexpr int64_t kColumnChunk = 16;  // a whole number of every ISA's column tiles
+// Up to this M, W8A16 with bf16/fp16 x runs on int16 products (the GEMV, then the blocked
+// GEMM of cpu_kernel.h). Measured against the fp32 GEMM path (2 threads, AVX2, 2026-11-27,
+// 4096/11008 weights): 1.0-1.35x at M = 128, 1.1-1.15x at 256, 0.67-0.87x at 1024, where
+// re-reading all of x per 16 columns costs more than the GEMM's blocking saves.
+constexpr int64_t kW8A16Int16MaxRows = 256;
 
 at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                        const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
@@ -79,7 +84,9 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
     });
     return out;
   }
-  if (use_i16_gemv(out_kind, M)) {
+  // bf16/fp16 x as int16 (common/act_i16.h): the GEMV up to kI16MaxRows rows, then a blocked
+  // GEMM over the same products up to kW8A16Int16MaxRows.
+  if (use_i16_gemv(out_kind, M, kW8A16Int16MaxRows)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
     if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {

@@ -8,6 +8,9 @@ from tests.conftest import backend_cases, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 3, 17, 64, 200]
+# bf16/fp16 x on x86 is held as int16 up to this many rows (kW8A16Int16MaxRows in
+# csrc/int8_gemm/cpu.cpp: the GEMV to M = 4, then the blocked GEMM; above, the fp32 GEMM path).
+W8A16_INT16_MAX_ROWS = 256
 # N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4); and one
 # aligned shape (K % 16 == 0, N % 8 == 0) that the CUDA tensor-core path takes when M > 8.
 NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099), (128, 512)]
@@ -74,12 +77,26 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
     sum_abs = x.double().abs() @ w_dense.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
     return (x.shape[1] * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs)
-            + int16_activation_error(case, x, w_dense))
+            + int16_activation_error(case, x, w_dense, max_rows=W8A16_INT16_MAX_ROWS))
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
+@pytest.mark.parametrize("m", [4, 5, W8A16_INT16_MAX_ROWS, W8A16_INT16_MAX_ROWS + 1])
+def test_w8a16_bf16_at_each_cpu_path_boundary(case, m, use_backend):
+    """The int16 GEMV, the int16 GEMM, the last row it takes and the fp32 GEMM path after it."""
+    backend, device, isa = case
+    if backend == "triton" and device == "cpu" and m > 8:
+        pytest.skip("too large for the Triton interpreter")
+    use_backend(backend, isa)
+    x, w, w_scale, b = _data(m, 37, 300, torch.bfloat16, seed=m)
+    out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
+    ref = reference.int8_weight_only_mm(x, w, w_scale, b)
+    assert torch.all((out.double() - ref.double()).abs() <= _w8a16_tolerance(case, x, w, w_scale, b, ref))
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("m", [1, 2, 4])
+@pytest.mark.parametrize("m", [1, 2, 4, 5, 17])  # the int16 GEMV to M = 4, then the int16 GEMM
 def test_w8a16_int16_activations_at_outliers_and_non_finite(case, dtype, m, use_backend):
     """Blocks with an outlier 10^3 times the rest (their int16 scale is the outlier's): within
     the int16 representation's error; an inf or nan in x still reaches the output."""
@@ -134,7 +151,7 @@ def test_opcheck():
     torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32)))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x.bfloat16(), w, w_scale, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x, w, w_scale))
-    # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86
+    # bf16/fp16 x, M <= 4: the int16-activation GEMV on x86 (M = 5 above: the int16 GEMM)
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x[:1].bfloat16(), w, w_scale, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x[:4].half(), w, w_scale))
 
