@@ -148,9 +148,9 @@ INT16_ACTIVATION_BLOCK = 128
 
 
 def quantize_activations_int16(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The int16 form of bf16/fp16 activations in the x86 CPU GEMVs of the weight-only
-    GEMMs (W4A16 at M <= 4, W8A16 at M <= 256; csrc/common/act_i16.h): per row, each block of 128
-    consecutive k shares a power-of-two scale ``2^e``, ``e = max(floor(log2 max|x|) - 14, -126)``
+    """The int16 form of bf16/fp16 activations in the x86 CPU kernels of the weight-only
+    GEMMs (W8A16 at M <= 256, W4A16 at M <= 4 or, with groups of 128, M <= 127;
+    csrc/common/act_i16.h): per row, each block of 128 consecutive k shares a power-of-two scale ``2^e``, ``e = max(floor(log2 max|x|) - 14, -126)``
     (0 for an all-zero block), and ``q = round_half_even(x / 2^e)``. Returns ``(q int16 [M, K],
     e int32 [M, ceil(K / 128)])``; ``x ~= q * 2^e``, exactly for every element whose ulp is at
     least ``2^e`` (for bf16 those within 2^7 of the block's largest binade), the others off by

@@ -1,6 +1,6 @@
 // Activations held as int16, for the integer GEMVs of the weight-only GEMMs (W8A16 and
 // W4A16) on x86 (AVX2 kernels, taken by the AVX-512 tier too), with bf16 or fp16
-// activations and M <= kI16MaxRows (W8A16: also its blocked GEMM, up to M = 256).
+// activations and M <= kI16MaxRows, and for their blocked GEMMs above (common/i16_gemm.h).
 //
 // Why: vpmaddwd multiplies 16 int16 pairs into int32 in one instruction. The float GEMVs
 // spend a widening, a conversion and an FMA per 8 weights, and that work, not DRAM, bounded

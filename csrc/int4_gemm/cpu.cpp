@@ -20,6 +20,9 @@ namespace bigaccel::avx2 {
 void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
                         const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
                         const float* bias, void* out, DType out_dtype);
+void int4_gemm_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
+                        const uint8_t* zeros, int64_t N, int64_t n_begin, int64_t n_end, const float* bias,
+                        void* out, DType out_dtype);
 }
 #endif
 
@@ -32,6 +35,15 @@ constexpr int64_t kBlockN = 8;
 constexpr int64_t kNibbleChunk = 32;
 // Must match kInt4FusedMaxRows: up to this M the kernel runs its GEMV, above it the scratch tiles.
 constexpr int64_t kFusedMaxRows = 4;
+// Up to this M, bf16/fp16 x with groups of 128 takes int16 products: the GEMV to kI16MaxRows,
+// then the blocked GEMM of common/i16_gemm.h (other groups: the GEMV only). Measured against
+// the fp32 tiles (2 threads, AVX2, 2026-11-27, 11008 x 4096 and 4096 x 11008, same run): g128
+// 1.12-1.44x at M = 8-64, 1.03-1.16x at 128, 0.81-0.91x at 256 (against the fp32 GEMM
+// path); g64 0.63-0.87x and g32 0.57-0.81x: its int32 sums are flushed into fp32 once per
+// group (a conversion, a multiply, an FMA, a load and a store per accumulator), which at 32
+// or 64 k costs more than the int16 products save.
+constexpr int64_t kW4A16Int16MaxRows = kSgemmMinRows - 1;
+constexpr int64_t kW4A16Int16GemmGroup = kI16Block;
 // From kSgemmMinRows (cpu_parallel.h), blocks of columns are dequantized to fp32 and multiplied
 // by torch's fp32 GEMM. The register tile of cpu_kernel.h re-reads all of x for every 8
 // columns, which stops fitting in cache as M grows (0.6x F.linear fp32 at M = 1024,
@@ -92,6 +104,18 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
 #if defined(__x86_64__)
+  if (use_i16_gemv(out_kind, M, kW4A16Int16MaxRows) && M > kI16MaxRows && group_size == kW4A16Int16GemmGroup) {
+    const at::Tensor x_c = x.contiguous();
+    I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {
+      parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
+        avx2::int4_gemm_i16_cols(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
+                                 z ? z->data_ptr<uint8_t>() : nullptr, N, n0, n1, ptr_or_null(b32),
+                                 out.data_ptr(), out_kind);
+      });
+      return out;
+    }
+  }
   if (use_i16_gemv(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, group_size, /*with_sums=*/true);

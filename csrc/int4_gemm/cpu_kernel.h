@@ -18,6 +18,7 @@
 #pragma once
 
 #include "common/act_i16.h"
+#include "common/i16_gemm.h"
 #include "common/vec.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -322,6 +323,52 @@ void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* p
     if (group_size == 32) return int4_gemv_i16_typed<32>(x, M, w, N, n_begin, n_end, bias, o);
     if (group_size == 64) return int4_gemv_i16_typed<64>(x, M, w, N, n_begin, n_end, bias, o);
     return int4_gemv_i16_typed<128>(x, M, w, N, n_begin, n_end, bias, o);
+  });
+}
+
+// x's 2^e per row, the weight group's scale per column: groups of kI16Block k, so one flush
+// per block (and K, a multiple of the group, needs no padding of x).
+struct Int4GroupScale : I16RowScale {
+  static constexpr bool kColumnScale = true;
+  const Int4Weight& w;
+  __m256 column(int64_t n, int64_t k0) const { return _mm256_set1_ps(w.scales[n * w.groups + k0 / kI16Block]); }
+};
+
+// Above kI16MaxRows rows, groups of 128 (kI16Block): the blocked GEMM of common/i16_gemm.h,
+// x in natural order, the codes widened to int16 minus their zero point (exact, |c - z| <= 15)
+// in k order, the int32 sums flushed once per group, times its scale. Smaller groups keep the
+// float tiles: a flush per 32 or 64 k cost more than the int16 products saved (cpu.cpp).
+template <typename T>
+static void int4_gemm_i16_typed(const I16Rows& x, int64_t M, const Int4Weight& w, int64_t N, int64_t n_begin,
+                                int64_t n_end, const float* bias, T* out) {
+  const int64_t K = w.K;
+  auto widen = [&](int64_t n, int64_t k0, int64_t k1, int16_t* dst) {
+    const uint8_t* row = w.packed + n * (K / 2);
+    prefetch_next_block(row, K / 2, k0 / 2, (k1 - k0) / 2);
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    for (int64_t k = k0; k < k1; k += kInt4NibbleChunk) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + k / 2));
+      const __m128i zero = _mm_set1_epi8(static_cast<char>(w.zero_code(n, k / kI16Block)));
+      const __m128i lo = _mm_and_si128(v, mask), hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+      const __m128i first = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), zero);  // k .. k + 15
+      const __m128i second = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), zero);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (k - k0)), _mm256_cvtepi8_epi16(first));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (k - k0) + 16), _mm256_cvtepi8_epi16(second));
+    }
+  };
+  const Int4GroupScale factor{{x}, w};
+  auto finish = [&](int64_t m, int64_t n, float v) { from_float(bias ? v + bias[n] : v, out + m * N + n); };
+  i16_gemm(x, M, n_begin, n_end, widen, factor, finish);
+}
+
+// x from avx2::quantize_rows_i16 with sub = kI16Block, natural order; M > kI16MaxRows, group
+// size kI16Block.
+void int4_gemm_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
+                        const uint8_t* zeros, int64_t N, int64_t n_begin, int64_t n_end, const float* bias,
+                        void* out, DType out_dtype) {
+  const Int4Weight w{packed, scales, zeros, K, kI16Block};
+  with_element_type(out_dtype, [&](auto tag) {
+    int4_gemm_i16_typed(x, M, w, N, n_begin, n_end, bias, static_cast<decltype(tag)*>(out));
   });
 }
 #endif

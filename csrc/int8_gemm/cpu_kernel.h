@@ -8,10 +8,8 @@
 //   out[m][n] = acc * w_scale[n] + bias[n].
 #pragma once
 
-#include <algorithm>
-#include <vector>
-
 #include "common/act_i16.h"
+#include "common/i16_gemm.h"
 #include "common/dot_tile.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -117,85 +115,24 @@ static void w8_gemv_i16_rows(const I16Rows& x, int64_t K, const int8_t* w, int64
   for (; n < n_end; ++n) w8_gemv_i16_tile<R, 1>(x, K, w, n, N, w_scale, bias, out);
 }
 
-// Above kI16MaxRows rows, the same products as a blocked GEMM. Per kI16GemmCols columns and
-// kI16GemmDepth k, the weights are widened to int16 once into w16 (L1), and R x C tiles run
-// over it for all M rows: the GEMV's tiles widened the weights again for every row tile,
-// and at M = 16 the float path's 8-wide FMAs were the limit. The fp32 accumulators, touched
-// once per block of 128 k, live in memory (acc), so all 16 registers serve the tile.
-// Through the op, 2 threads (AVX2): 1.23-1.36x the float tiles at M = 16-256, weights from DRAM.
-constexpr int64_t kI16GemmCols = 16, kI16GemmDepth = 512;
-
-template <int R, int C>
-static void w16_tile(const I16Rows& x, int64_t m, int64_t k_begin, int64_t k_end, const int16_t* w16, __m256* acc) {
-  const int16_t* q = x.q + m * x.padded_k;
-  for (int64_t k0 = k_begin; k0 < k_end; k0 += kI16Block) {
-    __m256i isum[R][C];
-    for (int r = 0; r < R; ++r)
-      for (int j = 0; j < C; ++j) isum[r][j] = _mm256_setzero_si256();
-    for (int64_t k = k0; k < k0 + kI16Block; k += 16) {
-      __m256i wv[C];
-      for (int j = 0; j < C; ++j)
-        wv[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(w16 + j * kI16GemmDepth + (k - k_begin)));
-      for (int r = 0; r < R; ++r) {
-        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + r * x.padded_k + k));
-        for (int j = 0; j < C; ++j) isum[r][j] = _mm256_add_epi32(isum[r][j], _mm256_madd_epi16(wv[j], qv));
-      }
-    }
-    for (int r = 0; r < R; ++r) {
-      const __m256 scale = _mm256_set1_ps(x.scale[(m + r) * x.subs + k0 / kI16Block]);
-      for (int j = 0; j < C; ++j) {
-        __m256* a = acc + r * kI16GemmCols + j;
-        *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][j]), scale, *a);
-      }
-    }
-  }
-}
-
-template <int R, int C>
-static void w16_tile_edge(int r, int c, const I16Rows& x, int64_t m, int64_t k_begin, int64_t k_end,
-                          const int16_t* w16, __m256* acc) {
-  if constexpr (R > 1)
-    if (r < R) return w16_tile_edge<R - 1, C>(r, c, x, m, k_begin, k_end, w16, acc);
-  if constexpr (C > 1)
-    if (c < C) return w16_tile_edge<R, C - 1>(r, c, x, m, k_begin, k_end, w16, acc);
-  w16_tile<R, C>(x, m, k_begin, k_end, w16, acc);
-}
-
+// Above kI16MaxRows rows, the same products as the blocked GEMM of common/i16_gemm.h.
 template <typename T>
 static void w8_gemm_i16(const I16Rows& x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                         int64_t n_end, const float* w_scale, const float* bias, T* out) {
-  constexpr int R = 2, C = 4;  // 8 int32 accumulators, 4 weight vectors, 1 of x (of 16 ymm)
-  std::vector<__m256> acc(size_t(M * kI16GemmCols));
-  alignas(32) int16_t w16[kI16GemmCols * kI16GemmDepth];
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += kI16GemmCols) {
-    const int64_t nb = std::min(kI16GemmCols, n_end - n0);
-    std::fill(acc.begin(), acc.end(), _mm256_setzero_ps());
-    for (int64_t k0 = 0; k0 < x.padded_k; k0 += kI16GemmDepth) {
-      const int64_t k1 = std::min(x.padded_k, k0 + kI16GemmDepth);
-      // The next block's weights (the next columns' first, after the last): fetched while
-      // this one computes, as 16 rows of 512 bytes are too short for hardware prefetchers.
-      const int8_t* next = k1 < K ? w + n0 * K + k1 : w + (n0 + kI16GemmCols) * K;
-      for (int64_t j = 0; j < nb; ++j) {  // zeros past K, where x is zero padded too
-        const int8_t* src = w + (n0 + j) * K;
-        int16_t* dst = w16 + j * kI16GemmDepth - k0;
-        int64_t k = k0;
-        for (; k + 16 <= std::min(K, k1); k += 16) {
-          if ((k & 63) == 0) __builtin_prefetch(next + j * K + (k - k0), 0, 2);
-          _mm256_store_si256(reinterpret_cast<__m256i*>(dst + k), widen_int8_to_int16(src + k));
-        }
-        for (; k < k1; ++k) dst[k] = k < K ? src[k] : 0;
-      }
-      for (int64_t j = 0; j < nb; j += C)
-        for (int64_t m = 0; m < M; m += R)
-          w16_tile_edge<R, C>(int(std::min<int64_t>(R, M - m)), int(std::min<int64_t>(C, nb - j)), x, m, k0, k1,
-                              w16 + j * kI16GemmDepth, acc.data() + m * kI16GemmCols + j);
-    }
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t j = 0; j < nb; ++j) {
-        const float v = VecF{acc[m * kI16GemmCols + j]}.reduce_add() * w_scale[n0 + j];
-        from_float(bias ? v + bias[n0 + j] : v, out + m * N + n0 + j);
-      }
-  }
+  auto widen = [&](int64_t n, int64_t k0, int64_t k1, int16_t* dst) {
+    const int8_t* src = w + n * K;
+    prefetch_next_block(reinterpret_cast<const uint8_t*>(src), K, k0, k1 - k0);
+    int64_t k = k0;
+    for (; k + 16 <= std::min(K, k1); k += 16)
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dst + (k - k0)), widen_int8_to_int16(src + k));
+    for (; k < k1; ++k) dst[k - k0] = k < K ? src[k] : 0;
+  };
+  const I16RowScale factor{x};  // w_scale comes in at the end
+  auto finish = [&](int64_t m, int64_t n, float v) {
+    v *= w_scale[n];
+    from_float(bias ? v + bias[n] : v, out + m * N + n);
+  };
+  i16_gemm(x, M, n_begin, n_end, widen, factor, finish);
 }
 
 // x from avx2::quantize_rows_i16 with sub = kI16Block, natural order.

@@ -8,6 +8,13 @@ from tests.conftest import backend_cases, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 200: the dequantize + fp32 GEMM path (M >= 128)
+# bf16/fp16 x on x86 is held as int16 up to M = 4 (the GEMV) and, with groups of 128, up to
+# this many rows (kW4A16Int16MaxRows in csrc/int4_gemm/cpu.cpp: the blocked GEMM).
+W4A16_INT16_MAX_ROWS = 127
+
+
+def _int16_rows(g):
+    return W4A16_INT16_MAX_ROWS if g == 128 else 4
 # N odd; K a multiple of the group but not of larger blocks (128, 256).
 GROUP_NKS = [(32, 37, 160), (64, 21, 192), (128, 19, 384)]
 EPS32 = torch.finfo(torch.float32).eps
@@ -31,7 +38,24 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
     sum_abs = x.double().abs() @ w.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
     return (k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30
-            + int16_activation_error(case, x, w))
+            + int16_activation_error(case, x, w, max_rows=_int16_rows(g)))
+
+
+@pytest.mark.parametrize("case", backend_cases("int4_mm"))
+@pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
+@pytest.mark.parametrize("m", [4, 5, W4A16_INT16_MAX_ROWS, W4A16_INT16_MAX_ROWS + 1])  # 128: kSgemmMinRows
+def test_bf16_at_each_cpu_path_boundary(case, gnk, m, use_backend):
+    """The int16 GEMV and what follows it (g128: the int16 GEMM; others: the fp32 tiles), the
+    last row before the fp32 GEMM path and its first."""
+    if case[0] == "triton" and case[1] == "cpu":
+        pytest.skip("the Triton interpreter is slow; test_matches_reference covers it")
+    g, n, k = gnk
+    use_backend(case[0], case[2])
+    x, packed, scales, zeros, b = _data(m, n, k, g, torch.bfloat16, True, seed=m)
+    dev = case[1]
+    out = bigaccel.ops.int4_linear(x.to(dev), packed.to(dev), scales.to(dev), zeros.to(dev), g, b.to(dev)).cpu()
+    ref = reference.int4_mm(x, packed, scales, zeros, g, b)
+    assert torch.all((out.double() - ref.double()).abs() <= _tolerance(x, packed, scales, zeros, g, b, ref, case))
 
 
 def _too_slow(case, m, dtype=torch.float32):
@@ -62,7 +86,7 @@ def test_w4a16_matches_reference(case, zero_point, dtype, gnk, m, use_backend):
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
-@pytest.mark.parametrize("m", [1, 2, 4])
+@pytest.mark.parametrize("m", [1, 2, 4, 5, 17])  # the int16 GEMV to M = 4, then the int16 GEMM
 @pytest.mark.parametrize("g", [32, 128])
 def test_w4a16_int16_activations_at_outliers_and_non_finite(case, dtype, m, g, use_backend):
     """Blocks with an outlier 10^3 times the rest (their int16 scale is the outlier's), an odd
