@@ -2,7 +2,8 @@
 
     python bench/report.py                       # print the tables of each machine's newest results
     python bench/report.py results/a.json ...    # of these files
-    python bench/report.py --readme              # rewrite README.md between its bench-table markers
+    python bench/report.py --readme              # rewrite README.md's summary (between its bench-table
+                                                 # markers) and bench/RESULTS.md, the full tables
 
 Each op family is shown from the newest run of its machine that measured it (a run of one
 family, `bigaccel bench --op F`, updates that family alone). Each table says which machine
@@ -18,6 +19,19 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 README = os.path.join(os.path.dirname(HERE), "README.md")
+RESULTS = os.path.join(HERE, "RESULTS.md")
+# The README's summary keeps, of the weight GEMMs, Llama-7B's 11008 x 4096 (gate/up) weight
+# and int4's default group of 128; bench/RESULTS.md has every shape and group size.
+SUMMARY_SHAPE = "11008x4096"
+
+
+WEIGHT_GEMM_FAMILIES = ("int8_linear", "int4_linear", "sparse24_linear")
+
+
+def in_summary(row: dict) -> bool:
+    if row["family"] not in WEIGHT_GEMM_FAMILIES:  # activations, quantize, mlp: every row
+        return True
+    return row["shape"] == SUMMARY_SHAPE and (row["family"] != "int4_linear" or "g128" in row["op"])
 BEGIN, END = "<!-- bench-table -->", "<!-- /bench-table -->"
 _LIMIT_SHORT = {"read GB/s": "of read BW", "fp32 peak": "of fp32 peak", "bf16 peak": "of bf16 peak",
                 "int8 peak": "of int8 peak"}
@@ -28,9 +42,11 @@ def families(results: dict) -> set[str]:
     return {r["family"] for r in results["rows"]} | ({"e2e"} if results.get("e2e") else set())
 
 
-def newest_results(folder: str = os.path.join(HERE, "results")) -> list[tuple[str, set[str]]]:
+def newest_results(folder: str = os.path.join(HERE, "results"),
+                   newest_machine_only: bool = False) -> list[tuple[str, set[str]]]:
     """(file, the families to show from it): per machine (CPU, and GPU if any), each family
-    from the newest file that measured it; machines oldest first."""
+    from the newest file that measured it; machines oldest first. newest_machine_only keeps,
+    of the machines with a GPU and of those without, the one that ran last."""
     newest: dict[tuple, tuple[str, str]] = {}  # (machine, family) -> (date, path)
     for path in glob.glob(os.path.join(folder, "*.json")):
         with open(path) as f:
@@ -39,6 +55,11 @@ def newest_results(folder: str = os.path.join(HERE, "results")) -> list[tuple[st
         key = (m["cpu"], (m.get("gpu") or {}).get("name"))
         for family in families(results):
             newest[(key, family)] = max(newest.get((key, family), ("", "")), (m["date"], path))
+    if newest_machine_only:
+        last: dict[bool, tuple[str, tuple]] = {}  # has a GPU -> (date, machine)
+        for (key, _), (date, _) in newest.items():
+            last[key[1] is not None] = max(last.get(key[1] is not None, ("", ())), (date, key))
+        newest = {k: v for k, v in newest.items() if last[k[0][1] is not None][1] == k[0]}
     chosen: dict[str, tuple[str, set[str]]] = {}
     for (_, family), (date, path) in newest.items():
         chosen.setdefault(path, (date, set()))[1].add(family)
@@ -71,8 +92,11 @@ def machine_line(results: dict, source: str) -> str:
             f"{', --quick' if o.get('quick') else ''}{how}; from `bench/results/{os.path.basename(source)}`.")
 
 
-def tables(results: dict, source: str, only: set[str] | None = None) -> str:
-    """The Markdown tables of one results file; `only` keeps these families (all by default)."""
+def tables(results: dict, source: str, only: set[str] | None = None, summary: bool = False) -> str:
+    """The Markdown tables of one results file; `only` keeps these families (all by default);
+    `summary` keeps the rows of in_summary."""
+    if summary:
+        results = {**results, "rows": [r for r in results["rows"] if in_summary(r)]}
     if only is not None:
         results = {**results, "rows": [r for r in results["rows"] if r["family"] in only],
                    "e2e": results.get("e2e", []) if "e2e" in only else [],
@@ -127,15 +151,26 @@ def tables(results: dict, source: str, only: set[str] | None = None) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def render(files: list[tuple[str, set[str] | None]]) -> str:
+def render(files: list[tuple[str, set[str] | None]], summary: bool = False) -> str:
+    """The tables of these files (summary: the rows of in_summary), then how to regenerate them."""
     parts = []
     for path, only in files:
         with open(path) as f:
-            parts.append(tables(json.load(f), path, only))
+            parts.append(tables(json.load(f), path, only, summary))
     regenerate = ("Regenerate: `bigaccel bench --save --threads N` (writes `bench/results/<machine>-<date>.json`), "
                   "then `python bench/report.py --readme` (each family from the newest run of its machine "
                   "that measured it).")
     return "\n".join(parts) + "\n" + regenerate + "\n"
+
+
+RESULTS_HEAD = """# Benchmark results: every table
+
+Generated by `python bench/report.py --readme` from the newest run of each machine and op
+family in `bench/results/`; README.md's Benchmarks section shows a summary and explains how
+to read them. Ratios hold within one run (one table); compare absolute times across runs
+only on the same, quiet machine.
+
+"""
 
 
 def update_readme(text: str, readme: str = README) -> None:
@@ -158,12 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("no results: run `bigaccel bench --save` first", file=sys.stderr)
         return 1
-    text = render(files)
     if args.readme:
-        update_readme(text)
-        print(f"README.md updated from {', '.join(path for path, _ in files)}")
+        update_readme(render(files if args.files else newest_results(newest_machine_only=True), summary=True))
+        with open(RESULTS, "w") as f:
+            f.write(RESULTS_HEAD + render(files))
+        print(f"README.md and bench/RESULTS.md updated from {', '.join(path for path, _ in files)}")
     else:
-        print(text)
+        print(render(files))
     return 0
 
 

@@ -124,6 +124,21 @@ def test_report_shows_each_family_from_the_newest_run_that_measured_it(tmp_path)
     write("gpu.json", "2026-01-15", ["int8_linear"], gpu={"name": "G"})
     chosen = {os.path.basename(p): fams for p, fams in report.newest_results(str(tmp_path))}
     assert chosen == {"old.json": {"int8_linear"}, "new.json": {"activations"}, "gpu.json": {"int8_linear"}}
+    write("gpu2.json", "2026-01-20", ["activations"], gpu={"name": "G2"})
+    chosen = {os.path.basename(p): fams for p, fams in report.newest_results(str(tmp_path), newest_machine_only=True)}
+    assert chosen == {"old.json": {"int8_linear"}, "new.json": {"activations"}, "gpu2.json": {"activations"}}
+
+
+def test_readme_summary_keeps_the_llama_up_projection_and_int4_group_128():
+    def row(family, shape, op="W8A8"):
+        return {"family": family, "shape": shape, "op": op}
+
+    assert report.in_summary(row("int8_linear", "11008x4096"))
+    assert not report.in_summary(row("int8_linear", "4096x4096"))
+    assert report.in_summary(row("int4_linear", "11008x4096", "W4A16 g128"))
+    assert not report.in_summary(row("int4_linear", "11008x4096", "W4A16 g32"))
+    assert report.in_summary(row("activations", "22016", "silu_and_mul"))
+    assert report.in_summary(row("mlp", "1024x2816", "int8"))
 
 
 def test_models_choose_the_linear_shapes():
