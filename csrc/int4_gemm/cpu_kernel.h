@@ -15,6 +15,8 @@
 // Larger M (below the host's kSgemmMinRows): a block of kBlockN columns is dequantized
 //   (the same unpacking) into an fp32 scratch tile (kBlockN * K * 4 bytes, cache resident),
 //   k in nibble order like x, and reused across all M rows with a 4 x 2 register tile.
+// bf16/fp16 x on AVX2 is held as int16 (common/act_i16.h): the int16 GEMV at M <= 4 and, with
+//   groups of 128, the blocked GEMM of common/i16_gemm.h above it (both at the end).
 #pragma once
 
 #include "common/act_i16.h"

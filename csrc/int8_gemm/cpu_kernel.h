@@ -5,7 +5,9 @@
 //   (the AVX2 policy undoes the shift in registers instead: see DotU8S8::kOffsetA).
 //   out[m][n] = float(acc) * (a_scale[m] * w_scale[n]) + bias[n], as in the reference.
 // W8A16: fp32 activations against widened int8 weights, fp32 accumulation;
-//   out[m][n] = acc * w_scale[n] + bias[n].
+//   out[m][n] = acc * w_scale[n] + bias[n]. bf16/fp16 activations on AVX2 are held as
+//   int16 instead (common/act_i16.h): the GEMV below up to 4 rows, then the blocked GEMM
+//   of common/i16_gemm.h.
 #pragma once
 
 #include "common/act_i16.h"
