@@ -7,7 +7,8 @@
 // (16 KiB, in L1), and 2 x 4 tiles run over it for every row of x. The GEMVs' tiles widened
 // the weights again for each tile of rows, and the float tiles spend an 8-wide FMA per
 // multiply-add where vpmaddwd does 16 (measured on AVX2, 4096/11008-wide weights, 2 threads,
-// against the float tiles: W8A16 1.23-1.36x at M = 16-127, W4A16 g128 1.12-1.44x at M = 8-64).
+// against the float tiles: W8A16 1.23-1.36x at M = 16-127 but for one row of twelve at 1.05x,
+// W4A16 g128 1.12-1.44x at M = 8-64).
 // The int32 sums are flushed into fp32 every kI16Block k (x's scale block), times x's 2^e and,
 // for int4, the group's scale; those fp32 accumulators live in memory (touched once per
 // flush), so all 16 registers serve the tile: 8 sums, 4 weight vectors, 1 of x.
