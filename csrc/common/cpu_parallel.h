@@ -67,10 +67,11 @@ void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fil
   }
 }
 
-// Whether a weight-only GEMV takes the int16 activations of common/act_i16.h: bf16/fp16 x,
-// M <= max_rows, an x86 tier. The kernels are AVX2; the AVX-512 tier takes them too, as
-// its float GEMVs spend the same conversions per weight (16 lanes wide, on fewer ports).
-inline bool use_i16_gemv(DType x_dtype, int64_t M, int64_t max_rows = kI16MaxRows) {
+// Whether a weight-only GEMV (or, given its max_rows, GEMM) takes the int16 activations of
+// common/act_i16.h: bf16/fp16 x, M <= max_rows, an x86 tier. The kernels are AVX2; the
+// AVX-512 tier takes them too, as its float GEMVs spend the same conversions per weight
+// (16 lanes wide, on fewer ports).
+inline bool use_i16_activations(DType x_dtype, int64_t M, int64_t max_rows = kI16MaxRows) {
   return x_dtype != DType::F32 && M <= max_rows && cpu::active_isa() != cpu::Isa::Portable;
 }
 

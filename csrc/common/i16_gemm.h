@@ -15,7 +15,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "common/act_i16.h"
@@ -26,10 +25,11 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 constexpr int64_t kI16GemmCols = 16, kI16GemmDepth = 512;
 
-// acc[r * kI16GemmCols + j] += the products of rows m + r and columns j0 + j over [k_begin, k_end).
+// acc[r * kI16GemmCols + j0 + j] += the products of rows m + r and the chunk's columns j0 + j
+// (n0 + j0 + j of the weight) over [k_begin, k_end).
 template <int R, int C, class Factor>
-static void i16_tile(const I16Rows& x, int64_t m, int64_t j0, int64_t k_begin, int64_t k_end, const int16_t* w16,
-                     __m256* acc, const Factor& factor) {
+static void i16_tile(const I16Rows& x, int64_t m, int64_t n0, int64_t j0, int64_t k_begin, int64_t k_end,
+                     const int16_t* w16, __m256* acc, const Factor& factor) {
   const int16_t* q = x.q + m * x.padded_k;
   for (int64_t k0 = k_begin; k0 < k_end; k0 += kI16Block) {
     __m256i isum[R][C];
@@ -46,7 +46,7 @@ static void i16_tile(const I16Rows& x, int64_t m, int64_t j0, int64_t k_begin, i
     }
     __m256 column[C];
     if constexpr (Factor::kColumnScale)
-      for (int j = 0; j < C; ++j) column[j] = factor.column(j0 + j, k0);
+      for (int j = 0; j < C; ++j) column[j] = factor.column(n0 + j0 + j, k0);
     for (int r = 0; r < R; ++r) {
       const __m256 row = factor.row(m + r, k0);
       for (int j = 0; j < C; ++j) {
@@ -60,13 +60,13 @@ static void i16_tile(const I16Rows& x, int64_t m, int64_t j0, int64_t k_begin, i
 }
 
 template <int R, int C, class Factor>
-static void i16_tile_edge(int r, int c, const I16Rows& x, int64_t m, int64_t j0, int64_t k_begin, int64_t k_end,
-                          const int16_t* w16, __m256* acc, const Factor& factor) {
+static void i16_tile_edge(int r, int c, const I16Rows& x, int64_t m, int64_t n0, int64_t j0, int64_t k_begin,
+                          int64_t k_end, const int16_t* w16, __m256* acc, const Factor& factor) {
   if constexpr (R > 1)
-    if (r < R) return i16_tile_edge<R - 1, C>(r, c, x, m, j0, k_begin, k_end, w16, acc, factor);
+    if (r < R) return i16_tile_edge<R - 1, C>(r, c, x, m, n0, j0, k_begin, k_end, w16, acc, factor);
   if constexpr (C > 1)
-    if (c < C) return i16_tile_edge<R, C - 1>(r, c, x, m, j0, k_begin, k_end, w16, acc, factor);
-  i16_tile<R, C>(x, m, j0, k_begin, k_end, w16, acc, factor);
+    if (c < C) return i16_tile_edge<R, C - 1>(r, c, x, m, n0, j0, k_begin, k_end, w16, acc, factor);
+  i16_tile<R, C>(x, m, n0, j0, k_begin, k_end, w16, acc, factor);
 }
 
 // Prefetches the weight bytes a widen of [byte0, byte0 + n) of a row will want next: the same
@@ -77,22 +77,12 @@ static inline void prefetch_next_block(const uint8_t* row, int64_t row_bytes, in
   for (int64_t i = 0; i < n; i += 64) __builtin_prefetch(next + i, 0, 2);
 }
 
-// The factor of sums of x's rows alone (x's 2^e per block of 128 k).
+// The factor of sums of x's rows alone (x's 2^e per block of 128 k); with kColumnScale false
+// no column() is asked for.
 struct I16RowScale {
   static constexpr bool kColumnScale = false;
   const I16Rows& x;
   __m256 row(int64_t m, int64_t k0) const { return _mm256_set1_ps(x.scale[m * x.subs + k0 / kI16Block]); }
-  __m256 column(int64_t, int64_t) const { return _mm256_set1_ps(1.0f); }
-};
-
-// factor's columns counted from the chunk's first column n0.
-template <class Factor>
-struct ChunkFactor {
-  static constexpr bool kColumnScale = Factor::kColumnScale;
-  const Factor& factor;
-  int64_t n0;
-  __m256 row(int64_t m, int64_t k0) const { return factor.row(m, k0); }
-  __m256 column(int64_t j, int64_t k0) const { return factor.column(n0 + j, k0); }
 };
 
 // Columns [n_begin, n_end) of out = x @ W.T for all M rows of x:
@@ -115,11 +105,10 @@ static void i16_gemm(const I16Rows& x, int64_t M, int64_t n_begin, int64_t n_end
     for (int64_t k0 = 0; k0 < x.padded_k; k0 += kI16GemmDepth) {
       const int64_t k1 = std::min(x.padded_k, k0 + kI16GemmDepth);
       for (int64_t j = 0; j < nb; ++j) widen(n0 + j, k0, k1, w16 + j * kI16GemmDepth);
-      const ChunkFactor<Factor> column_factor{factor, n0};
       for (int64_t j = 0; j < nb; j += C)
         for (int64_t m = 0; m < M; m += R)
-          i16_tile_edge<R, C>(int(std::min<int64_t>(R, M - m)), int(std::min<int64_t>(C, nb - j)), x, m, j, k0,
-                                 k1, w16, acc.data() + m * kI16GemmCols, column_factor);
+          i16_tile_edge<R, C>(int(std::min<int64_t>(R, M - m)), int(std::min<int64_t>(C, nb - j)), x, m, n0, j,
+                              k0, k1, w16, acc.data() + m * kI16GemmCols, factor);
     }
     for (int64_t m = 0; m < M; ++m)
       for (int64_t j = 0; j < nb; ++j) finish(m, n0 + j, VecF{acc[m * kI16GemmCols + j]}.reduce_add());

@@ -104,7 +104,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
 #if defined(__x86_64__)
-  if (use_i16_gemv(out_kind, M, kW4A16Int16MaxRows) && M > kI16MaxRows && group_size == kW4A16Int16GemmGroup) {
+  if (use_i16_activations(out_kind, M, kW4A16Int16MaxRows) && M > kI16MaxRows && group_size == kW4A16Int16GemmGroup) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
     if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {
@@ -116,7 +116,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
       return out;
     }
   }
-  if (use_i16_gemv(out_kind, M)) {
+  if (use_i16_activations(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, group_size, /*with_sums=*/true);
     if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/true)) {

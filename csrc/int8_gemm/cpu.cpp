@@ -86,7 +86,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   }
   // bf16/fp16 x as int16 (common/act_i16.h): the GEMV up to kI16MaxRows rows, then a blocked
   // GEMM over the same products up to kW8A16Int16MaxRows.
-  if (use_i16_gemv(out_kind, M, kW8A16Int16MaxRows)) {
+  if (use_i16_activations(out_kind, M, kW8A16Int16MaxRows)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
     if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {

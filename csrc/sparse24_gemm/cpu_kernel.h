@@ -20,8 +20,6 @@
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
-static inline float load_value(const float* v) { return *v; }
-static inline float load_value(const bf16_t* v) { return to_float(*v); }
 
 #if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
 static inline __m256 load8_values(const float* v) { return _mm256_loadu_ps(v); }
@@ -138,10 +136,10 @@ static void sparse24_rows(const X* x, int64_t m0, int64_t K, const V* values, co
 #endif
     for (; g < groups; ++g) {
       const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
-      const float v0 = load_value(v + 2 * g), v1 = load_value(v + 2 * g + 1);
+      const float v0 = to_float(v[2 * g]), v1 = to_float(v[2 * g + 1]);
       for (int r = 0; r < MR; ++r) {
         const X* xr = xm + r * K + 4 * g;
-        acc[r] += v0 * load_value(xr + (nib & 3)) + v1 * load_value(xr + (nib >> 2));
+        acc[r] += v0 * to_float(xr[nib & 3]) + v1 * to_float(xr[nib >> 2]);
       }
     }
     const float b = bias ? bias[n] : 0.f;
@@ -236,8 +234,8 @@ static void expand_rows_f32_typed(const V* values, const uint8_t* meta, int64_t 
     for (; g < groups; ++g) {
       const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
       for (int j = 0; j < 4; ++j) dense[4 * g + j] = 0.0f;
-      dense[4 * g + (nib & 3)] = load_value(v + 2 * g);
-      dense[4 * g + (nib >> 2)] = load_value(v + 2 * g + 1);
+      dense[4 * g + (nib & 3)] = to_float(v[2 * g]);
+      dense[4 * g + (nib >> 2)] = to_float(v[2 * g + 1]);
     }
   }
 }
