@@ -165,6 +165,10 @@ def test_opcheck():
     # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:1].bfloat16(), packed, scales, zeros, 32, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:3].half(), packed, scales, None, 32))
+    # groups of 128, M > 4, bf16/fp16 x: the int16 GEMM on x86
+    x, packed, scales, zeros, b = _data(5, 7, 128, 128, torch.bfloat16, True)
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x, packed, scales, zeros, 128, b))
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x.half(), packed, scales, None, 128))
 
 
 def test_torch_compile(fresh_backends):
