@@ -56,8 +56,13 @@ def describe(device: str) -> dict:
 
 
 def slug(machine: dict) -> str:
-    """A file-name-safe machine name, e.g. 'amd-epyc-2t' or 'nvidia-h100-80gb-hbm3'."""
-    name = machine["gpu"]["name"] if machine.get("gpu") else f"{machine['cpu']}-{machine['threads_used']}t"
+    """A file-name-safe machine name, e.g. 'amd-epyc-avx512-2t' or 'nvidia-h100-80gb-hbm3'. A CPU
+    is named with the instruction set its kernels ran: the same model name has come with AVX-512
+    hidden (AVX2 kernels) on one VM and exposed on another, and their results must not mix."""
+    if machine.get("gpu"):
+        name = machine["gpu"]["name"]
+    else:
+        name = f"{machine['cpu']}-{machine.get('isa_in_use') or 'noext'}-{machine['threads_used']}t"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 

@@ -52,14 +52,14 @@ def newest_results(folder: str = os.path.join(HERE, "results"),
         with open(path) as f:
             results = json.load(f)
         m = results["machine"]
-        key = (m["cpu"], (m.get("gpu") or {}).get("name"))
+        key = (m["cpu"], m.get("isa_in_use"), (m.get("gpu") or {}).get("name"))  # see machine.slug
         for family in families(results):
             newest[(key, family)] = max(newest.get((key, family), ("", "")), (m["date"], path))
     if newest_machine_only:
         last: dict[bool, tuple[str, tuple]] = {}  # has a GPU -> (date, machine)
         for (key, _), (date, _) in newest.items():
-            last[key[1] is not None] = max(last.get(key[1] is not None, ("", ())), (date, key))
-        newest = {k: v for k, v in newest.items() if last[k[0][1] is not None][1] == k[0]}
+            last[key[2] is not None] = max(last.get(key[2] is not None, ("", ())), (date, key))
+        newest = {k: v for k, v in newest.items() if last[k[0][2] is not None][1] == k[0]}
     chosen: dict[str, tuple[str, set[str]]] = {}
     for (_, family), (date, path) in newest.items():
         chosen.setdefault(path, (date, set()))[1].add(family)

@@ -129,6 +129,20 @@ def test_report_shows_each_family_from_the_newest_run_that_measured_it(tmp_path)
     assert chosen == {"old.json": {"int8_linear"}, "new.json": {"activations"}, "gpu2.json": {"activations"}}
 
 
+def test_one_cpu_model_with_different_isas_is_two_machines(tmp_path):
+    def write(name, date, isa):
+        described = {"cpu": "AMD EPYC", "isa_in_use": isa, "threads_used": 2, "gpu": None, "date": date}
+        (tmp_path / name).write_text(json.dumps({"machine": described,
+                                                 "rows": [{"family": "int8_linear", "skipped": "x"}]}))
+        return described
+
+    assert machine.slug(write("avx2.json", "2026-01-01", "avx2")) == "amd-epyc-avx2-2t"
+    assert machine.slug(write("avx512.json", "2026-01-02", "avx512")) == "amd-epyc-avx512-2t"
+    assert {os.path.basename(p) for p, _ in report.newest_results(str(tmp_path))} == {"avx2.json", "avx512.json"}
+    newest = report.newest_results(str(tmp_path), newest_machine_only=True)
+    assert [os.path.basename(p) for p, _ in newest] == ["avx512.json"]
+
+
 def test_readme_summary_keeps_the_llama_up_projection_and_int4_group_128():
     def row(family, shape, op="W8A8"):
         return {"family": family, "shape": shape, "op": op}
