@@ -49,9 +49,13 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   if (M == 0 || N == 0) return out;
 
   const at::Tensor w_c = w.contiguous();
-  const W8A8Operands w8 = w8a8_operands(op, a, w_c, w_sum);
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
+  if (M >= kW8A8IntMmMinRows) {
+    int8_mm_blocks_int_mm(a, a_s, w_c, w_s, b32, act, out, op);
+    return out;
+  }
+  const W8A8Operands w8 = w8a8_operands(op, a, w_c, w_sum);
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_mm_cols);
   parallel_over_columns(M, N, K, kColumnChunk, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
     kernel(w8.a_u8.data_ptr<uint8_t>(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, a_s.data_ptr<float>(),

@@ -5,7 +5,10 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <optional>
+
+#include "common/cpu_parallel.h"
 
 namespace bigaccel {
 
@@ -29,6 +32,38 @@ inline W8A8Operands w8a8_operands(const char* op, const at::Tensor& a, const at:
   at::Tensor sums = w_sum ? w_sum->to(at::kInt).contiguous() : weight.sum(1, false, at::kInt);
   TORCH_CHECK(sums.numel() == N, "bigaccel.", op, ": w_sum must have N=", N, " elements, got ", sums.sizes());
   return {a.contiguous().view(at::kByte).bitwise_xor(128), sums};
+}
+
+// From this M, the exact int32 sums come from torch's int8 GEMM (at::_int_mm: oneDNN, which
+// packs the weight and blocks over M, N and K) instead of the register tiles of
+// common/dot_tile.h, which re-read all of x for every 4 columns and reduce each accumulator
+// horizontally. Same sums, same epilogue, so the same bits. Measured (2 threads, AVX-512 VNNI,
+// Zen 5, 2026-11-27, 11008 x 4096 and 4096 x 11008, bf16 x, weights from DRAM): the tiles
+// took 0.46-0.68x _int_mm's time at M = 256, 0.6-1.0x at M = 64; at M = 32 _int_mm was
+// 1.0-2.8x slower than the tiles (its choice of kernel there is erratic), at M = 16 1.7-3.9x.
+constexpr int64_t kW8A8IntMmMinRows = 64;
+// Columns per _int_mm call: the block's int32 and fp32 sums stay small, where [M, N]
+// temporaries would be fresh pages at large M (first touch ran at ~4 GB/s here). 2048
+// columns per call were as fast as one call (512 were up to 1.5x slower).
+constexpr int64_t kW8A8IntMmBlockN = 2048;
+
+// The W8A8 GEMM from kW8A8IntMmMinRows rows: per block of columns, the int32 sums of
+// at::_int_mm, then bigaccel.reference.int8_mm's epilogue in fp32 in its order
+// (float(acc) * (a_scale * w_scale) + bias, the activation) and one rounding into out.
+// a int8 [M, K] (not shifted to u8: _int_mm multiplies signed bytes), w int8 [N, K].
+inline void int8_mm_blocks_int_mm(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w,
+                                  const at::Tensor& w_scale, const std::optional<at::Tensor>& bias_f32,
+                                  std::optional<Act> act, at::Tensor& out, const char* op) {
+  const int64_t M = a.size(0), N = w.size(0);
+  const at::Tensor a_c = a.contiguous(), a_s = a_scale.reshape({M, 1});
+  for (int64_t n0 = 0; n0 < N; n0 += kW8A8IntMmBlockN) {
+    const int64_t nb = std::min(N - n0, kW8A8IntMmBlockN);
+    at::Tensor acc = at::_int_mm(a_c, w.narrow(0, n0, nb).t()).to(at::kFloat);
+    acc.mul_(a_s * w_scale.narrow(0, n0, nb).reshape({1, nb}));
+    if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
+    activations::make_epilogue(act, acc, op).cpu_all();
+    out.narrow(1, n0, nb).copy_(acc);
+  }
 }
 
 }  // namespace bigaccel

@@ -11,6 +11,9 @@ MS = [1, 3, 17, 64, 200]
 # bf16/fp16 x on x86 is held as int16 up to this many rows (kW8A16Int16MaxRows in
 # csrc/int8_gemm/cpu.cpp: the GEMV to M = 4, then the blocked GEMM; above, the fp32 GEMM path).
 W8A16_INT16_MAX_ROWS = 256
+# From this M, W8A8 on CPU takes its int32 sums from torch._int_mm (kW8A8IntMmMinRows in
+# csrc/int8_gemm/cpu_w8a8.h) and applies the reference's epilogue in its order.
+W8A8_INT_MM_MIN_ROWS = 64
 # N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4); and one
 # aligned shape (K % 16 == 0, N % 8 == 0) that the CUDA tensor-core path takes when M > 8.
 NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099), (128, 512)]
@@ -78,6 +81,23 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
     bias_abs = b.double().abs() if b is not None else 0
     return (x.shape[1] * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs)
             + int16_activation_error(case, x, w_dense, max_rows=W8A16_INT16_MAX_ROWS))
+
+
+@pytest.mark.parametrize("activation", ["none", "gelu_tanh"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("m", [W8A8_INT_MM_MIN_ROWS - 1, W8A8_INT_MM_MIN_ROWS, 130])
+def test_w8a8_cpu_on_each_side_of_the_int_mm_switch(m, dtype, activation):
+    """The register tiles below the switch; from it, torch._int_mm's exact sums and the
+    reference's epilogue in its order: the reference's bits (N = 2100: two column blocks); the
+    activation is bigaccel's own (vectorized) one, within an ulp or two of torch's."""
+    x, w, w_scale, b = _data(m, 2100, 130, dtype, seed=m)
+    a, a_scale = reference.quantize_per_token(x)
+    out = torch.ops.bigaccel.int8_mm(a, a_scale, w, w_scale, None, b, dtype, activation)
+    ref = reference.int8_mm(a, a_scale, w, w_scale, b, dtype, activation)
+    if m >= W8A8_INT_MM_MIN_ROWS and activation == "none":
+        assert torch.equal(out, ref)
+    else:
+        assert (out.double() - ref.double()).abs().max() <= 4 * torch.finfo(dtype).eps * ref.double().abs().max()
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
@@ -149,6 +169,9 @@ def test_opcheck():
     for out_dtype in (torch.float32, torch.bfloat16):
         torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, None, b, out_dtype))
     torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32)))
+    xl, wl, w_scale_l, bl = _data(W8A8_INT_MM_MIN_ROWS, 24, 40, torch.float32)  # torch._int_mm's sums on CPU
+    al, al_scale = reference.quantize_per_token(xl)
+    torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (al, al_scale, wl, w_scale_l, None, bl, torch.bfloat16))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x.bfloat16(), w, w_scale, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x, w, w_scale))
     # bf16/fp16 x, M <= 4: the int16-activation GEMV on x86 (M = 5 above: the int16 GEMM)
