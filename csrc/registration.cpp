@@ -39,4 +39,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("set_active_isa", [](const std::string& name) { cpu::set_active_isa(cpu::isa_from_name(name)); },
         "Run the CPU kernels with this instruction set (avx512, avx2, portable); it must be supported.");
   m.def("compiled_isas", [] { return std::vector<std::string>{"portable", "avx2", "avx512"}; });
+  m.def("has_avx512_bf16", [] { return cpu::has_avx512_bf16(); },
+        "The AVX-512 kernels are active and the CPU has AVX512_BF16 (vdpbf16ps): the W8A16 bf16 tiles, "
+        "and torch's bf16 GEMM for the large-M paths of the weight-only and 2:4 GEMMs with bf16 x.");
 }

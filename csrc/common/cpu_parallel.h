@@ -39,27 +39,43 @@ void parallel_over_columns(int64_t M, int64_t N, int64_t K, int64_t chunk, const
 }
 
 // The large-M path of the weight-only GEMMs: per block of kSgemmBlockN output columns,
-// fill(n0, nb, tile) writes the block's weight rows in fp32 into tile [nb, K] (cache
-// resident), torch's fp32 GEMM multiplies x32 [M, K] by it (it blocks over M and K, which a
+// fill(n0, nb, tile) writes the block's weight rows into tile [nb, K] (cache resident; fp32,
+// or the GEMM's dtype if fill_any_dtype: one conversion pass less), torch's GEMM multiplies x_gemm [M, K] by it (it blocks over M and K, which a
 // register tile streaming all of x per few columns does not), then the block is finished in
 // fp32 in the reference's order (times the per-column scale if any, plus the fp32 bias, the
 // epilogue activation) and rounded once into out.
+// x_gemm is fp32, or bf16 where use_bf16_gemm says so: then the tile is rounded to bf16 (exact
+// for int8 weights and bf16 2:4 values; int4's dequantized weights round, as in a bf16
+// nn.Linear) and torch's bf16 GEMM returns its fp32 sums rounded to bf16 before the finish.
 // From this M the weight-only GEMMs take this path; 512 columns of fp32 weight are 8 MiB at
 // K = 4096, resident in the last-level cache.
 constexpr int64_t kSgemmMinRows = 128;
 constexpr int64_t kSgemmBlockN = 512;
 
+// Whether this call's large-M path runs in bf16: bf16 x, M >= min_rows and a CPU with
+// AVX512_BF16, where torch's bf16 GEMM (oneDNN, vdpbf16ps) runs at ~4x its fp32 one (970
+// against 220 GFLOP/s on the 2-core Zen 5 VM, 2026-11-27). Without AVX512_BF16 it would be
+// the slower of the two.
+inline bool use_bf16_gemm(const at::Tensor& x, int64_t min_rows) {
+  return x.scalar_type() == at::kBFloat16 && x.size(0) >= min_rows && cpu::has_avx512_bf16();
+}
+
 template <typename Fill>
-void weight_blocks_sgemm(const at::Tensor& x32, at::Tensor& out, const Fill& fill,
-                         const std::optional<at::Tensor>& column_scale, const std::optional<at::Tensor>& bias_f32,
-                         std::optional<Act> act, const char* op) {
-  const int64_t N = out.size(1), K = x32.size(1);
-  at::Tensor tile = at::empty({std::min(N, kSgemmBlockN), K}, x32.options());
+void weight_blocks_gemm(const at::Tensor& x_gemm, at::Tensor& out, const Fill& fill, bool fill_any_dtype,
+                        const std::optional<at::Tensor>& column_scale, const std::optional<at::Tensor>& bias_f32,
+                        std::optional<Act> act, const char* op) {
+  const int64_t N = out.size(1), K = x_gemm.size(1);
+  const bool convert = x_gemm.scalar_type() != at::kFloat && !fill_any_dtype;
+  // Allocated once: a fresh multi-MiB buffer per block would be fresh pages every time.
+  at::Tensor tile = at::empty({std::min(N, kSgemmBlockN), K}, x_gemm.options());
+  at::Tensor tile32 = convert ? at::empty(tile.sizes(), x_gemm.options().dtype(at::kFloat)) : tile;
   for (int64_t n0 = 0; n0 < N; n0 += kSgemmBlockN) {
     const int64_t nb = std::min(N, n0 + kSgemmBlockN) - n0;
-    at::Tensor block = tile.narrow(0, 0, nb);
-    fill(n0, nb, block);
-    at::Tensor acc = at::mm(x32, block.t());
+    at::Tensor block = tile.narrow(0, 0, nb), filled = tile32.narrow(0, 0, nb);
+    fill(n0, nb, filled);
+    if (convert) block.copy_(filled);
+    at::Tensor acc = at::mm(x_gemm, block.t());
+    if (acc.scalar_type() != at::kFloat) acc = acc.to(at::kFloat);
     if (column_scale) acc.mul_(column_scale->narrow(0, n0, nb));
     if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
     activations::make_epilogue(act, acc, op).cpu_all();

@@ -13,7 +13,8 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64
                             int64_t n_end, const float* bias, float* scratch, void* out, bigaccel::DType out_dtype)
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int4_dequantize_cols, const uint8_t* packed, const float* scales,
-                            const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, float* tile)
+                            const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, void* tile,
+                            bool tile_bf16)
 
 #if defined(__x86_64__)
 namespace bigaccel::avx2 {
@@ -44,24 +45,34 @@ constexpr int64_t kFusedMaxRows = 4;
 // or 64 k costs more than the int16 products save.
 constexpr int64_t kW4A16Int16MaxRows = kSgemmMinRows - 1;
 constexpr int64_t kW4A16Int16GemmGroup = kI16Block;
+// From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over dequantized
+// weight blocks rounded to bf16 (cpu_parallel.h), as a bf16 nn.Linear rounds its weight.
+// Measured against the int16 GEMM (g128; 2 threads, Zen 5, 2026-11-27, 4096 x 4096 and
+// 4096 x 11008, weights from DRAM): 0.84-0.95x at M = 8, 1.2x at 12, 1.4x at 16, 1.9x at 32,
+// 2.6x at 64 (0.8-0.9x bf16 F.linear from M = 12; the rest is the dequantization).
+constexpr int64_t kW4A16Bf16GemmMinRows = 12;
 // From kSgemmMinRows (cpu_parallel.h), blocks of columns are dequantized to fp32 and multiplied
 // by torch's fp32 GEMM. The register tile of cpu_kernel.h re-reads all of x for every 8
 // columns, which stops fitting in cache as M grows (0.6x F.linear fp32 at M = 1024,
 // 4096 x 11008, against 1.1x at M = 256).
 
-void int4_mm_sgemm(const at::Tensor& x32, const at::Tensor& p, const at::Tensor& s, const std::optional<at::Tensor>& z,
-                   int64_t group_size, const std::optional<at::Tensor>& b32, std::optional<Act> act, at::Tensor& out) {
-  const int64_t K = x32.size(1);
+// x_nib: x in nibble order, fp32 or (use_bf16_gemm) bf16.
+void int4_mm_dense_gemm(const at::Tensor& x_nib, const at::Tensor& p, const at::Tensor& s,
+                        const std::optional<at::Tensor>& z, int64_t group_size, const std::optional<at::Tensor>& b32,
+                        std::optional<Act> act, at::Tensor& out) {
+  const int64_t K = x_nib.size(1);
   const auto dequantize = BIGACCEL_SELECT_ISA_KERNEL(int4_dequantize_cols);
-  weight_blocks_sgemm(
-      x32, out,
-      [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x32
+  weight_blocks_gemm(
+      x_nib, out,
+      [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x_nib; fp32 or bf16
+        const bool bf16 = tile.scalar_type() == at::kBFloat16;
+        auto* base = static_cast<char*>(tile.data_ptr());
         parallel_over_columns(1, nb, K, kBlockN, [&](int64_t c0, int64_t c1) {
           dequantize(p.data_ptr<uint8_t>(), s.data_ptr<float>(), z ? z->data_ptr<uint8_t>() : nullptr, K, group_size,
-                     n0 + c0, n0 + c1, tile.data_ptr<float>() + c0 * K);
+                     n0 + c0, n0 + c1, base + c0 * K * tile.element_size(), bf16);
         });
       },
-      std::nullopt, b32, act, "int4_mm");
+      /*fill_any_dtype=*/true, std::nullopt, b32, act, "int4_mm");
 }
 
 }  // namespace
@@ -103,6 +114,14 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const at::Tensor p = packed.contiguous(), s = scales.contiguous();
   const std::optional<at::Tensor> z = zeros ? std::optional<at::Tensor>(zeros->contiguous()) : std::nullopt;
   const auto b32 = bias_f32(bias);
+  // x in nibble order: the 16 even k then the 16 odd k of every 32 (K is a multiple of the group).
+  const auto nibble_order = [&](const at::Tensor& t) {
+    return t.contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous().view({M, K});
+  };
+  if (use_bf16_gemm(x, kW4A16Bf16GemmMinRows)) {
+    int4_mm_dense_gemm(nibble_order(x), p, s, z, group_size, b32, act, out);
+    return out;
+  }
 #if defined(__x86_64__)
   if (use_i16_activations(out_kind, M, kW4A16Int16MaxRows) && M > kI16MaxRows && group_size == kW4A16Int16GemmGroup) {
     const at::Tensor x_c = x.contiguous();
@@ -129,11 +148,9 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
     }
   }
 #endif
-  // x in nibble order: the 16 even k then the 16 odd k of every 32 (K is a multiple of the group).
-  const at::Tensor x32 =
-      x.to(at::kFloat).contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous();
+  const at::Tensor x32 = nibble_order(x.to(at::kFloat));
   if (M >= kSgemmMinRows) {
-    int4_mm_sgemm(x32.view({M, K}), p, s, z, group_size, b32, act, out);
+    int4_mm_dense_gemm(x32, p, s, z, group_size, b32, act, out);
     return out;
   }
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int4_mm_cols);

@@ -35,20 +35,26 @@ constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
 // 0.4-0.6x dense); the sparse kernel is 1.5-2.2x faster at M = 16, about even at M = 32 on
 // fp32 4096 x 4096 and faster elsewhere; at M = 64 the expanded GEMM wins on that weight.
 constexpr int64_t kSparse24SgemmMinRows = 64;
+// With bf16 x and values on a CPU with AVX512_BF16, from this M the expanded blocks go to torch's
+// bf16 GEMM instead (cpu_parallel.h). Measured against the sparse kernel and the fp32 expanded
+// GEMM (2 threads, Zen 5, 2026-11-27, 4096 x 4096, weights from DRAM): 0.8x at M = 8, even at
+// 16, 1.55x at 32, 2.7x at 64, 3.7x at 256, where it is 0.82x bf16 F.linear: the expansion to
+// fp32 and its rounding pass cost the rest (2:4 does not pay at these M on this CPU).
+constexpr int64_t kSparse24Bf16GemmMinRows = 16;
 
-void sparse24_mm_sgemm(const at::Tensor& x32, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
-                       const std::optional<at::Tensor>& b32, at::Tensor& out) {
-  const int64_t K = x32.size(1);
+void sparse24_mm_dense_gemm(const at::Tensor& x_gemm, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
+                            const std::optional<at::Tensor>& b32, at::Tensor& out) {
+  const int64_t K = x_gemm.size(1);
   const auto expand = BIGACCEL_SELECT_ISA_KERNEL(sparse24_expand_rows_f32);
-  weight_blocks_sgemm(
-      x32, out,
+  weight_blocks_gemm(
+      x_gemm, out,
       [&](int64_t n0, int64_t nb, at::Tensor& tile) {
         at::parallel_for(0, nb, 16, [&](int64_t r0, int64_t r1) {
           expand(vals.data_ptr(), values_bf16, meta.data_ptr<uint8_t>(), K, n0 + r0, n0 + r1,
                  tile.data_ptr<float>() + r0 * K);
         });
       },
-      std::nullopt, b32, std::nullopt, "sparse24_mm");
+      /*fill_any_dtype=*/false, std::nullopt, b32, std::nullopt, "sparse24_mm");
 }
 
 }  // namespace
@@ -74,8 +80,13 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const at::Tensor vals = values_bf16 ? values.contiguous() : values.to(at::kFloat).contiguous();
   const at::Tensor meta_c = meta.contiguous();
   const auto b32 = bias_f32(bias);
+  // bf16 x and values on a CPU with AVX512_BF16: the expanded tile is exact in bf16.
+  if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16GemmMinRows)) {
+    sparse24_mm_dense_gemm(x.contiguous(), vals, values_bf16, meta_c, b32, out);
+    return out;
+  }
   if (M >= kSparse24SgemmMinRows) {
-    sparse24_mm_sgemm(x.to(at::kFloat).contiguous(), vals, values_bf16, meta_c, b32, out);
+    sparse24_mm_dense_gemm(x.to(at::kFloat).contiguous(), vals, values_bf16, meta_c, b32, out);
     return out;
   }
   // The kernel reads bf16 activations as they are, others in fp32 (M*K, small next to the weight).

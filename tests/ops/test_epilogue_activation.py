@@ -6,7 +6,9 @@ import torch.nn.functional as F
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases
+from tests.conftest import backend_cases, cpu_bf16_gemm
+from tests.ops.test_int4_gemm import W4A16_BF16_GEMM_MIN_ROWS
+from tests.ops.test_int8_gemm import W8A16_BF16_GEMM_MIN_ROWS
 
 EPS32 = torch.finfo(torch.float32).eps
 ACTIVATIONS = ["silu", "gelu", "gelu_tanh"]
@@ -21,7 +23,7 @@ def _data(m, dtype, seed):
     return x, w, b
 
 
-def _problem(op, m, dtype, seed):
+def _problem(op, m, dtype, seed, case=("reference", "cpu", None)):
     """(run(activation) on a device, the fp32 pre-activation, its error bound before the activation)."""
     x, w, b = _data(m, dtype, seed)
     bias_abs = b.double().abs()
@@ -37,12 +39,17 @@ def _problem(op, m, dtype, seed):
         pre = reference.int8_weight_only_mm(x.float(), q, s, b)
         w_abs = reference.dequantize_int8_rowwise(q, s).double().abs()
         lin_tol = K * EPS32 * (x.double().abs() @ w_abs.t()) + 4 * EPS32 * (pre.double().abs() + bias_abs)
+        if cpu_bf16_gemm(case, x, W8A16_BF16_GEMM_MIN_ROWS, direct_op=True):  # the sums rounded to bf16
+            lin_tol = lin_tol + torch.finfo(torch.bfloat16).eps / 2 * (pre.double() - b.double()).abs()
         args, tail = (x, q, s, b), ()
     else:
         packed, scales, zeros = reference.quantize_int4(w, G, True)
         pre = reference.int4_mm(x.float(), packed, scales, zeros, G, b)
-        w_abs = reference.dequantize_int4(packed, scales, zeros, G).double().abs()
-        lin_tol = K * EPS32 * (x.double().abs() @ w_abs.t()) + 4 * EPS32 * (pre.double().abs() + bias_abs)
+        w_dq = reference.dequantize_int4(packed, scales, zeros, G).double()
+        lin_tol = K * EPS32 * (x.double().abs() @ w_dq.abs().t()) + 4 * EPS32 * (pre.double().abs() + bias_abs)
+        if cpu_bf16_gemm(case, x, W4A16_BF16_GEMM_MIN_ROWS, direct_op=True):  # the weight rounded to bf16, the sums
+            lin_tol = (lin_tol + x.double().abs() @ (w_dq - w_dq.bfloat16().double()).abs().t()
+                       + torch.finfo(torch.bfloat16).eps / 2 * (pre.double() - b.double()).abs())
         args, tail = (x, packed, scales, zeros, G, b), ()
 
     def run(activation, device):
@@ -77,7 +84,7 @@ def test_epilogue_activation_matches_reference(op, case, activation, dtype, m, u
     if backend == "triton" and device == "cpu" and (m != 5 or dtype == torch.float16):
         pytest.skip("the Triton interpreter is slow: one M and two dtypes cover its epilogue")
     use_backend(backend, isa)
-    run, pre, lin_tol = _problem(op, m, dtype, seed=m)
+    run, pre, lin_tol = _problem(op, m, dtype, seed=m, case=case)
     out = run(activation, device)
     assert out.dtype == dtype and out.shape == (m, N)
     expected, tol = _expected_and_tolerance(pre, lin_tol, activation, dtype)

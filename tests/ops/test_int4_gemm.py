@@ -4,13 +4,27 @@ import torch
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases, int16_activation_error
+from tests.conftest import backend_cases, cpu_bf16_gemm, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 200: the dequantize + fp32 GEMM path (M >= 128)
 # bf16/fp16 x on x86 is held as int16 up to M = 4 (the GEMV) and, with groups of 128, up to
 # this many rows (kW4A16Int16MaxRows in csrc/int4_gemm/cpu.cpp: the blocked GEMM).
 W4A16_INT16_MAX_ROWS = 127
+
+
+# From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over the dequantized
+# weight rounded to bf16 (kW4A16Bf16GemmMinRows in csrc/int4_gemm/cpu.cpp).
+W4A16_BF16_GEMM_MIN_ROWS = 12
+
+
+def _bf16_weight_error(case, x, w):
+    """|x| @ |w - bf16(w)|: what rounding the dequantized weight to bf16 adds on that path
+    (its sums, rounded to bf16 before the bias, stay within the 2 ulps of the final rounding
+    that the tolerance allows)."""
+    if not cpu_bf16_gemm(case, x, W4A16_BF16_GEMM_MIN_ROWS):
+        return 0
+    return x.double().abs() @ (w - w.to(torch.bfloat16).double()).abs().t()
 
 
 def _int16_rows(g):
@@ -38,12 +52,13 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
     sum_abs = x.double().abs() @ w.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
     return (k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30
-            + int16_activation_error(case, x, w, max_rows=_int16_rows(g)))
+            + int16_activation_error(case, x, w, max_rows=_int16_rows(g)) + _bf16_weight_error(case, x, w))
 
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
 @pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
-@pytest.mark.parametrize("m", [4, 5, W4A16_INT16_MAX_ROWS, W4A16_INT16_MAX_ROWS + 1])  # 128: kSgemmMinRows
+@pytest.mark.parametrize("m", [4, 5, W4A16_BF16_GEMM_MIN_ROWS - 1, W4A16_BF16_GEMM_MIN_ROWS, W4A16_INT16_MAX_ROWS,
+                               W4A16_INT16_MAX_ROWS + 1])  # 128: kSgemmMinRows
 def test_bf16_at_each_cpu_path_boundary(case, gnk, m, use_backend):
     """The int16 GEMV and what follows it (g128: the int16 GEMM; others: the fp32 tiles), the
     last row before the fp32 GEMM path and its first."""

@@ -14,6 +14,9 @@ W8A16_INT16_MAX_ROWS = 256
 # From this M, W8A8 on CPU takes its int32 sums from torch._int_mm (kW8A8IntMmMinRows in
 # csrc/int8_gemm/cpu_w8a8.h) and applies the reference's epilogue in its order.
 W8A8_INT_MM_MIN_ROWS = 64
+# From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over int8 weight blocks
+# widened to bf16 (kW8A16Bf16GemmMinRows in csrc/int8_gemm/cpu.cpp).
+W8A16_BF16_GEMM_MIN_ROWS = 64
 # N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4); and one
 # aligned shape (K % 16 == 0, N % 8 == 0) that the CUDA tensor-core path takes when M > 8.
 NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099), (128, 512)]
@@ -101,9 +104,11 @@ def test_w8a8_cpu_on_each_side_of_the_int_mm_switch(m, dtype, activation):
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
-@pytest.mark.parametrize("m", [4, 5, W8A16_INT16_MAX_ROWS, W8A16_INT16_MAX_ROWS + 1])
+@pytest.mark.parametrize("m", [4, 5, W8A16_BF16_GEMM_MIN_ROWS - 1, W8A16_BF16_GEMM_MIN_ROWS, W8A16_INT16_MAX_ROWS,
+                               W8A16_INT16_MAX_ROWS + 1])
 def test_w8a16_bf16_at_each_cpu_path_boundary(case, m, use_backend):
-    """The int16 GEMV, the int16 GEMM, the last row it takes and the fp32 GEMM path after it."""
+    """The int16 GEMV, the int16 GEMM, the last row it takes and the fp32 GEMM path after it;
+    with AVX512_BF16, the vdpbf16ps tiles and the bf16 GEMM from W8A16_BF16_GEMM_MIN_ROWS."""
     backend, device, isa = case
     if backend == "triton" and device == "cpu" and m > 8:
         pytest.skip("too large for the Triton interpreter")

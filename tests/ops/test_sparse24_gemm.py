@@ -5,10 +5,14 @@ import torch
 
 import bigaccel
 from bigaccel import backends, reference, sparsity
-from tests.conftest import backend_cases
+from tests.conftest import backend_cases, cpu_bf16_gemm
 
 DTYPES = [torch.float32, torch.bfloat16]
-MS = [1, 2, 3, 17, 64]  # 1, 2: the GEMV with two accumulators a row; 3: three rows; 17: 4 x 4 + 1
+MS = [1, 2, 3, 15, 16, 17, 64]  # 1, 2: the GEMV with two accumulators a row; 3: three rows; 17: 4 x 4 + 1;
+# 15, 16: each side of the bf16-GEMM switch
+# From this M, bf16 x and values on a CPU with AVX512_BF16 take torch's bf16 GEMM over expanded
+# blocks (kSparse24Bf16GemmMinRows in csrc/sparse24_gemm/cpu.cpp).
+SPARSE24_BF16_GEMM_MIN_ROWS = 16
 NKS = [(17, 36), (33, 100), (7, 260)]  # odd N; K multiples of 4 but not of 8, 16, 32 or 64
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -21,11 +25,15 @@ def _data(m, n, k, dtype, seed=0, values_dtype=None):
     return x, w, values, meta, torch.randn(n, generator=g).to(dtype)
 
 
-def _check(out, x, w, bias):
+def _check(out, x, w, bias, rounded_sums=False):
     """out vs the exact masked product: fp32 sums in another order (K * eps32 * sum|x*w|)
-    plus one rounding to the output dtype."""
-    exact = x.double() @ w.double().t() + bias.double()
+    plus one rounding to the output dtype; with rounded_sums (the bf16-GEMM path), also the
+    rounding of the sums to bf16 before the bias is added (half an ulp of |x @ w.T|)."""
+    sums = x.double() @ w.double().t()
+    exact = sums + bias.double()
     bound = x.shape[1] * EPS32 * (x.double().abs() @ w.double().abs().t()) + torch.finfo(out.dtype).eps * exact.abs()
+    if rounded_sums:
+        bound = bound + torch.finfo(torch.bfloat16).eps / 2 * sums.abs()
     assert out.dtype == x.dtype and out.shape == exact.shape
     err = (out.double() - exact).abs()
     assert bool((err <= bound + 1e-30).all()), f"max err {err.max():.3g}, over the bound by {(err - bound).max():.3g}"
@@ -43,7 +51,7 @@ def test_matches_masked_dense(case, dtype, nk, m, use_backend):
     use_backend(backend, isa)
     x, w, values, meta, b = _data(m, n, k, dtype, seed=m + n)
     out = bigaccel.ops.sparse24_linear(x.to(device), values.to(device), meta.to(device), k, b.to(device))
-    _check(out.cpu(), x, w, b)
+    _check(out.cpu(), x, w, b, rounded_sums=cpu_bf16_gemm(case, x, SPARSE24_BF16_GEMM_MIN_ROWS))
 
 
 @pytest.mark.parametrize("case", backend_cases("sparse24_mm"))
