@@ -40,10 +40,9 @@ void parallel_over_columns(int64_t M, int64_t N, int64_t K, int64_t chunk, const
 
 // The large-M path of the weight-only GEMMs: per block of kSgemmBlockN output columns,
 // fill(n0, nb, tile) writes the block's weight rows into tile [nb, K] (cache resident; fp32,
-// or the GEMM's dtype if fill_any_dtype: one conversion pass less), torch's GEMM multiplies x_gemm [M, K] by it (it blocks over M and K, which a
-// register tile streaming all of x per few columns does not), then the block is finished in
-// fp32 in the reference's order (times the per-column scale if any, plus the fp32 bias, the
-// epilogue activation) and rounded once into out.
+// or the GEMM's dtype if fill_any_dtype: one conversion pass less), torch's GEMM multiplies
+// x_gemm [M, K] by it (it blocks over M and K, which a register tile streaming all of x per
+// few columns does not), then finish_column_block applies the per-column scale if any.
 // x_gemm is fp32, or bf16 where use_bf16_gemm says so: then the tile is rounded to bf16 (exact
 // for int8 weights and bf16 2:4 values; int4's dequantized weights round, as in a bf16
 // nn.Linear) and torch's bf16 GEMM returns its fp32 sums rounded to bf16 before the finish.
@@ -58,6 +57,19 @@ constexpr int64_t kSgemmBlockN = 512;
 // the slower of the two.
 inline bool use_bf16_gemm(const at::Tensor& x, int64_t min_rows) {
   return x.scalar_type() == at::kBFloat16 && x.size(0) >= min_rows && cpu::has_avx512_bf16();
+}
+
+// Columns [n0, n0 + nb) of out from their fp32 sums acc [M, nb], in the reference's order:
+// times `scale` (broadcast against acc) if given, plus the fp32 bias, the epilogue activation,
+// then one rounding into out. Shared by every large-M path that gets its sums from torch.
+inline void finish_column_block(at::Tensor& acc, const std::optional<at::Tensor>& scale,
+                                const std::optional<at::Tensor>& bias_f32, std::optional<Act> act, at::Tensor& out,
+                                int64_t n0, const char* op) {
+  const int64_t nb = acc.size(1);
+  if (scale) acc.mul_(*scale);
+  if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
+  activations::make_epilogue(act, acc, op).cpu_all();
+  out.narrow(1, n0, nb).copy_(acc);
 }
 
 template <typename Fill>
@@ -76,10 +88,8 @@ void weight_blocks_gemm(const at::Tensor& x_gemm, at::Tensor& out, const Fill& f
     if (convert) block.copy_(filled);
     at::Tensor acc = at::mm(x_gemm, block.t());
     if (acc.scalar_type() != at::kFloat) acc = acc.to(at::kFloat);
-    if (column_scale) acc.mul_(column_scale->narrow(0, n0, nb));
-    if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
-    activations::make_epilogue(act, acc, op).cpu_all();
-    out.narrow(1, n0, nb).copy_(acc);
+    finish_column_block(acc, column_scale ? std::optional<at::Tensor>(column_scale->narrow(0, n0, nb)) : std::nullopt,
+                        bias_f32, act, out, n0, op);
   }
 }
 

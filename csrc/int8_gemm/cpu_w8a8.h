@@ -49,7 +49,7 @@ constexpr int64_t kW8A8IntMmBlockN = 2048;
 
 // The W8A8 GEMM from kW8A8IntMmMinRows rows: per block of columns, the int32 sums of
 // at::_int_mm, then bigaccel.reference.int8_mm's epilogue in fp32 in its order
-// (float(acc) * (a_scale * w_scale) + bias, the activation) and one rounding into out.
+// (float(acc) * (a_scale * w_scale), then finish_column_block: bias, activation, rounding).
 // a int8 [M, K] (not shifted to u8: _int_mm multiplies signed bytes), w int8 [N, K].
 inline void int8_mm_blocks_int_mm(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w,
                                   const at::Tensor& w_scale, const std::optional<at::Tensor>& bias_f32,
@@ -59,10 +59,7 @@ inline void int8_mm_blocks_int_mm(const at::Tensor& a, const at::Tensor& a_scale
   for (int64_t n0 = 0; n0 < N; n0 += kW8A8IntMmBlockN) {
     const int64_t nb = std::min(N - n0, kW8A8IntMmBlockN);
     at::Tensor acc = at::_int_mm(a_c, w.narrow(0, n0, nb).t()).to(at::kFloat);
-    acc.mul_(a_s * w_scale.narrow(0, n0, nb).reshape({1, nb}));
-    if (bias_f32) acc.add_(bias_f32->narrow(0, n0, nb));
-    activations::make_epilogue(act, acc, op).cpu_all();
-    out.narrow(1, n0, nb).copy_(acc);
+    finish_column_block(acc, a_s * w_scale.narrow(0, n0, nb).reshape({1, nb}), bias_f32, act, out, n0, op);
   }
 }
 

@@ -20,7 +20,6 @@
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
-
 #if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
 static inline __m256 load8_values(const float* v) { return _mm256_loadu_ps(v); }
 static inline __m256 load8_values(const bf16_t* v) {
