@@ -18,12 +18,10 @@ W4A16_INT16_MAX_ROWS = 127
 W4A16_BF16_GEMM_MIN_ROWS = 12
 
 
-def _bf16_weight_error(case, x, w):
-    """|x| @ |w - bf16(w)|: what rounding the dequantized weight to bf16 adds on that path
+def _bf16_weight_error(x, w):
+    """|x| @ |w - bf16(w)|: what rounding the dequantized weight to bf16 adds on the bf16-GEMM path
     (its sums, rounded to bf16 before the bias, stay within the 2 ulps of the final rounding
     that the tolerance allows)."""
-    if not cpu_bf16_gemm(case, x, W4A16_BF16_GEMM_MIN_ROWS):
-        return 0
     return x.double().abs() @ (w - w.to(torch.bfloat16).double()).abs().t()
 
 
@@ -51,8 +49,10 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
     w = reference.dequantize_int4(packed, scales, zeros, g).double()
     sum_abs = x.double().abs() @ w.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
-    return (k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30
-            + int16_activation_error(case, x, w, max_rows=_int16_rows(g)) + _bf16_weight_error(case, x, w))
+    # The bf16-GEMM path holds x as it is (no int16), and rounds the weight instead.
+    x_error = (_bf16_weight_error(x, w) if cpu_bf16_gemm(case, x, W4A16_BF16_GEMM_MIN_ROWS)
+               else int16_activation_error(case, x, w, max_rows=_int16_rows(g)))
+    return k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30 + x_error
 
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
