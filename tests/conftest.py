@@ -37,7 +37,7 @@ def cpu_bf16_gemm(case, x: torch.Tensor, min_rows: int, direct_op: bool = False)
     direct_op: the test calls torch.ops.bigaccel.* itself, which on CPU tensors runs the C++
     kernel whatever backend the case names (BIGACCEL_BACKEND steers bigaccel.ops)."""
     backend, device, isa = case
-    runs_cpp = backend == "cpu" or (direct_op and backend == "reference" and device == "cpu")
+    runs_cpp = backend == "cpu" or (direct_op and device == "cpu")
     return (runs_cpp and x.dtype == torch.bfloat16 and x.shape[0] >= min_rows and CPU_EXT.loaded
             and CPU_EXT.module.has_avx512_bf16())
 

@@ -51,8 +51,9 @@
 #else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c,bmi2")
-// GCC 12's own _mm512_reduce_* trip this warning; it is a false positive.
+// GCC 12's own _mm512_reduce_* trip these warnings (_mm256_undefined_pd); false positives.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #define BIGACCEL_ISA_POP _Pragma("GCC pop_options")
 #endif
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2

@@ -389,3 +389,7 @@ void int4_dequantize_cols(const uint8_t* packed, const float* scales, const uint
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+#include "int4_gemm/cpu_bf16.h"
+#endif

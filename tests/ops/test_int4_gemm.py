@@ -13,15 +13,17 @@ MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8);
 W4A16_INT16_MAX_ROWS = 127
 
 
-# From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over the dequantized
-# weight rounded to bf16 (kW4A16Bf16GemmMinRows in csrc/int4_gemm/cpu.cpp).
-W4A16_BF16_GEMM_MIN_ROWS = 12
+# From this M, bf16 x on a CPU with AVX512_BF16 runs the vdpbf16ps tiles over the weight rounded
+# to bf16 (kW4A16Bf16TileMinRows in csrc/int4_gemm/cpu.cpp; x in panels above 4 rows), and from
+# the next, torch's bf16 GEMM over the same rounded weight (kW4A16Bf16GemmMinRows).
+W4A16_BF16_TILE_MIN_ROWS = 3
+W4A16_BF16_GEMM_MIN_ROWS = 48
 
 
 def _bf16_weight_error(x, w):
-    """|x| @ |w - bf16(w)|: what rounding the dequantized weight to bf16 adds on the bf16-GEMM path
-    (its sums, rounded to bf16 before the bias, stay within the 2 ulps of the final rounding
-    that the tolerance allows)."""
+    """|x| @ |w - bf16(w)|: what rounding the dequantized weight to bf16 adds on the bf16 paths
+    (the bf16 GEMM's sums, rounded to bf16 before the bias, stay within the 2 ulps of the final
+    rounding that the tolerance allows)."""
     return x.double().abs() @ (w - w.to(torch.bfloat16).double()).abs().t()
 
 
@@ -49,19 +51,22 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
     w = reference.dequantize_int4(packed, scales, zeros, g).double()
     sum_abs = x.double().abs() @ w.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
-    # The bf16-GEMM path holds x as it is (no int16), and rounds the weight instead.
-    x_error = (_bf16_weight_error(x, w) if cpu_bf16_gemm(case, x, W4A16_BF16_GEMM_MIN_ROWS)
+    # The bf16 paths hold x as it is (no int16), and round the weight instead.
+    x_error = (_bf16_weight_error(x, w) if cpu_bf16_gemm(case, x, W4A16_BF16_TILE_MIN_ROWS)
                else int16_activation_error(case, x, w, max_rows=_int16_rows(g)))
     return k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30 + x_error
 
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
 @pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
-@pytest.mark.parametrize("m", [4, 5, W4A16_BF16_GEMM_MIN_ROWS - 1, W4A16_BF16_GEMM_MIN_ROWS, W4A16_INT16_MAX_ROWS,
+@pytest.mark.parametrize("m", [W4A16_BF16_TILE_MIN_ROWS - 1, W4A16_BF16_TILE_MIN_ROWS, 4, 5, 11, 12,
+                               W4A16_BF16_GEMM_MIN_ROWS - 1, W4A16_BF16_GEMM_MIN_ROWS, W4A16_INT16_MAX_ROWS,
                                W4A16_INT16_MAX_ROWS + 1])  # 128: kSgemmMinRows
 def test_bf16_at_each_cpu_path_boundary(case, gnk, m, use_backend):
-    """The int16 GEMV and what follows it (g128: the int16 GEMM; others: the fp32 tiles), the
-    last row before the fp32 GEMM path and its first."""
+    """Each side of every switch: on AVX512_BF16 CPUs the int16 GEMV, the vdpbf16ps tiles in
+    registers (to 4 rows), from panels of x, then the bf16 GEMM; elsewhere the int16 GEMV, then
+    (g128) the int16 GEMM or the fp32 tiles, then the fp32 GEMM path. 11, 12: a full panel of 4
+    rows after two, and a partial one."""
     if case[0] == "triton" and case[1] == "cpu":
         pytest.skip("the Triton interpreter is slow; test_matches_reference covers it")
     g, n, k = gnk

@@ -1,0 +1,169 @@
+// int4 W4A16 with bf16 activations on CPUs with AVX512_BF16, for small M (included by
+// cpu_kernel.h in the AVX-512 tier only; runs only after cpu::has_avx512_bf16()).
+//
+// The weights become vdpbf16ps operands in registers, with no reordering of x:
+// - vdpbf16ps multiplies bf16 pairs (k = 2i, 2i + 1) per 32-bit lane, and packed byte i holds
+//   exactly those two k (low nibble, high nibble). So 16 bytes widened to 16 dwords, with the
+//   high nibble moved up to bit 16, give every 16-bit lane its own code.
+// - vpermw then looks each code up in a 16-entry table per (column, group): bf16((c - zero) *
+//   scale) for c = 0..15. The scale is folded in, so the fp32 sums need no flush per group.
+// The weight is therefore rounded to bf16 once, as a bf16 nn.Linear rounds its weight and as
+// the bf16 GEMM of the larger-M path does (cpu.cpp); products and sums are fp32.
+//
+// A tile of R rows x C columns keeps R * C accumulators over the whole K.
+// - Up to R rows, each 32-k chunk decodes C columns (four instructions each, two of them
+//   shuffles, which bound this form: ~8 cycles per 4 x 4 tile chunk) for R * C vdpbf16ps.
+// - Above R rows, C columns at a time are decoded once into a scratch tile (C * K bf16, in L1
+//   or L2) and every R-row tile reads them back; x is first copied into R-row panels
+//   (int4_bf16_pack_rows), so that each tile reads one sequential stream of x instead of R
+//   rows K apart (one core, 4096 x 4096: 1.15-1.3x at M = 16-32).
+#pragma once
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+constexpr int kInt4Bf16TileRows = 4, kInt4Bf16TileCols = 4;
+// Prefetch distance along each column's packed row, issued once per 64 bytes: hardware
+// prefetchers stop at every 4 KiB page.
+constexpr int64_t kInt4Bf16PrefetchBytes = 1024;
+
+// The 16 bf16 weights of codes 0..15 of one group, in the low 256 bits (vpermw reads 5 index
+// bits; the codes never reach the upper 16 entries).
+static inline __m512i int4_bf16_table(float scale, int zero) {
+  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // (c - zero) is exact and the product is the reference's fp32 dequantization; then one
+  // rounding to nearest even (vcvtneps2bf16 treats denormal inputs as zero).
+  const __m512 w = _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(float(zero))), _mm512_set1_ps(scale));
+  return _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(w));
+}
+
+// 16 packed bytes (k .. k + 31) as 32 bf16 weights in k order.
+static inline __m512bh int4_bf16_decode(const uint8_t* p, __m512i table) {
+  const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  // Low word: the low nibble; high word: bits 16..19 of d << 12, the high nibble. (a | b) & c.
+  const __m512i idx = _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
+  return (__m512bh)_mm512_permutexvar_epi16(idx, table);
+}
+
+// Where a tile finds its C columns' weights for one 32-k chunk: decoded from the packed
+// weight (a table per column per group), or read back from a decoded scratch tile.
+template <int C>
+struct Int4Bf16Decoded {
+  const Int4Weight& w;
+  int64_t n;
+  __m512i table[C];
+  void start_group(int64_t g) {
+    for (int c = 0; c < C; ++c) table[c] = int4_bf16_table(w.scales[(n + c) * w.groups + g], w.zero_code(n + c, g));
+  }
+  void load(int64_t k, __m512bh (&wv)[C]) const {
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* row = w.packed + (n + c) * (w.K / 2);
+      if ((k & 127) == 0) __builtin_prefetch(row + k / 2 + kInt4Bf16PrefetchBytes, 0, 2);
+      wv[c] = int4_bf16_decode(row + k / 2, table[c]);
+    }
+  }
+};
+
+template <int C>
+struct Int4Bf16Scratch {
+  const bf16_t* tile;  // [C][K]
+  int64_t K;
+  void start_group(int64_t) {}
+  void load(int64_t k, __m512bh (&wv)[C]) const {
+    for (int c = 0; c < C; ++c) wv[c] = (__m512bh)_mm512_loadu_si512(tile + c * K + k);
+  }
+};
+
+// x row r, k .. k + 31 at x + r * row_step + (k / 32) * chunk_step: rows of x as they are, or
+// the R-row panels of int4_bf16_pack_rows.
+struct Bf16Rows {
+  const bf16_t* x;
+  int64_t row_step, chunk_step;
+  const bf16_t* at(int r, int64_t k) const { return x + r * row_step + (k >> 5) * chunk_step; }
+};
+
+template <int R, int C, class Src, typename T>
+static void int4_bf16_tile(Bf16Rows x, int64_t K, int64_t G, Src src, int64_t N, int64_t m, int64_t n,
+                           const float* bias, T* out) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < K / G; ++g) {
+    src.start_group(g);
+    for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+      __m512bh wv[C];
+      src.load(k, wv);
+      for (int r = 0; r < R; ++r) {
+        const __m512bh xv = (__m512bh)_mm512_loadu_si512(x.at(r, k));
+        for (int c = 0; c < C; ++c) acc[r][c] = DotBF16S8::dot(acc[r][c], xv, wv[c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const float v = VecF{acc[r][c]}.reduce_add();
+      from_float(bias ? v + bias[n + c] : v, out + (m + r) * N + n + c);
+    }
+}
+
+// The tile for the edge sizes r <= R, c <= C, each its own unrolled instantiation; `tile` is
+// the scratch tile, or null to decode in registers.
+template <int R, int C, typename T>
+static void int4_bf16_tile_edge(int r, int c, Bf16Rows x, const Int4Weight& w, const bf16_t* tile, int64_t N,
+                                int64_t m, int64_t n, const float* bias, T* out) {
+  if constexpr (R > 1)
+    if (r < R) return int4_bf16_tile_edge<R - 1, C>(r, c, x, w, tile, N, m, n, bias, out);
+  if constexpr (C > 1)
+    if (c < C) return int4_bf16_tile_edge<R, C - 1>(r, c, x, w, tile, N, m, n, bias, out);
+  if (tile)
+    int4_bf16_tile<R, C>(x, w.K, w.G, Int4Bf16Scratch<C>{tile, w.K}, N, m, n, bias, out);
+  else
+    int4_bf16_tile<R, C>(x, w.K, w.G, Int4Bf16Decoded<C>{w, n, {}}, N, m, n, bias, out);
+}
+
+// Columns [n0, n1) decoded into tile[(n - n0) * K + k], k order.
+static void int4_bf16_decode_columns(const Int4Weight& w, int64_t n0, int64_t n1, bf16_t* tile) {
+  const int64_t K = w.K, G = w.G;
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* row = w.packed + n * (K / 2);
+    bf16_t* dst = tile + (n - n0) * K;
+    for (int64_t g = 0; g < w.groups; ++g) {
+      const __m512i table = int4_bf16_table(w.scales[n * w.groups + g], w.zero_code(n, g));
+      for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
+        if ((k & 127) == 0) __builtin_prefetch(row + k / 2 + kInt4Bf16PrefetchBytes, 0, 2);
+        _mm512_storeu_si512(dst + k, (__m512i)int4_bf16_decode(row + k / 2, table));
+      }
+    }
+  }
+}
+
+// x [M, K] into panels of kInt4Bf16TileRows rows: panel p holds, per 32-k chunk, the chunk
+// of each of its rows in turn. panels: int4_bf16_panel_elems(M, K) elements.
+void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels) {
+  constexpr int R = kInt4Bf16TileRows;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; k += 32)
+      _mm512_storeu_si512(panels + (m / R) * R * K + (k / 32) * R * 32 + (m % R) * 32, _mm512_loadu_si512(x + m * K + k));
+}
+
+// out [M, N] columns [n_begin, n_end). M <= R: x as it is, weights decoded in registers.
+// M > R: x_panels from int4_bf16_pack_rows, and `scratch` of C * K bf16 per thread.
+void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64_t K, const uint8_t* packed,
+                       const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
+                       int64_t n_end, const float* bias, bf16_t* scratch, bf16_t* out) {
+  constexpr int R = kInt4Bf16TileRows, C = kInt4Bf16TileCols;
+  const Int4Weight w{packed, scales, zeros, K, group_size};
+  for (int64_t n = n_begin; n < n_end; n += C) {
+    const int c = int(n_end - n < C ? n_end - n : C);
+    if (M <= R) {
+      int4_bf16_tile_edge<R, C>(int(M), c, Bf16Rows{x, K, 32}, w, nullptr, N, 0, n, bias, out);
+      continue;
+    }
+    int4_bf16_decode_columns(w, n, n + c, scratch);
+    for (int64_t m = 0; m < M; m += R) {
+      const Bf16Rows panel{x_panels + m * K, 32, R * 32};
+      int4_bf16_tile_edge<R, C>(int(M - m < R ? M - m : R), c, panel, w, scratch, N, m, n, bias, out);
+    }
+  }
+}
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS
