@@ -19,6 +19,8 @@
 //   rows K apart (one core, 4096 x 4096: 1.15-1.3x at M = 16-32).
 #pragma once
 
+#include "common/dot_tile.h"
+
 namespace bigaccel::BIGACCEL_ISA_NS {
 
 constexpr int kInt4Bf16TileRows = 4, kInt4Bf16TileCols = 4;
@@ -73,13 +75,8 @@ struct Int4Bf16Scratch {
   }
 };
 
-// x row r, k .. k + 31 at x + r * row_step + (k / 32) * chunk_step: rows of x as they are, or
-// the R-row panels of int4_bf16_pack_rows.
-struct Bf16Rows {
-  const bf16_t* x;
-  int64_t row_step, chunk_step;
-  const bf16_t* at(int r, int64_t k) const { return x + r * row_step + (k >> 5) * chunk_step; }
-};
+// Rows of x: as stored, or in the R-row panels of int4_bf16_pack_rows (common/dot_tile.h).
+using Bf16Rows = ARows<bf16_t, 32>;
 
 template <int R, int C, class Src, typename T>
 static void int4_bf16_tile(Bf16Rows x, int64_t K, int64_t G, Src src, int64_t N, int64_t m, int64_t n,
@@ -136,13 +133,10 @@ static void int4_bf16_decode_columns(const Int4Weight& w, int64_t n0, int64_t n1
   }
 }
 
-// x [M, K] into panels of kInt4Bf16TileRows rows: panel p holds, per 32-k chunk, the chunk
-// of each of its rows in turn. panels: int4_bf16_panel_elems(M, K) elements.
+// x [M, K] into panels of kInt4Bf16TileRows rows (pack_panels); panels: that many rows times
+// K elements per panel (K is a multiple of the group, so of 32).
 void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels) {
-  constexpr int R = kInt4Bf16TileRows;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t k = 0; k < K; k += 32)
-      _mm512_storeu_si512(panels + (m / R) * R * K + (k / 32) * R * 32 + (m % R) * 32, _mm512_loadu_si512(x + m * K + k));
+  pack_panels<kInt4Bf16TileRows, 32>(x, K, M, K, panels);
 }
 
 // out [M, N] columns [n_begin, n_end). M <= R: x as it is, weights decoded in registers.

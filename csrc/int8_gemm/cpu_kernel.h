@@ -22,7 +22,7 @@ static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* 
                           const float* bias, T* out) {
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
-  dot_gemm<DotU8S8, MR, NR>(a, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
+  dot_gemm_panels<DotU8S8, MR, NR>(a, M, w, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
 }
 
 void int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin, int64_t n_end,
@@ -41,7 +41,7 @@ static void int8_weight_only_typed(const float* x, int64_t M, int64_t K, const i
     const float v = acc * w_scale[n];
     from_float(bias ? v + bias[n] : v, out + m * N + n);
   };
-  dot_gemm<DotF32S8, MR, NR>(x, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 4, MR), epi);
+  dot_gemm_panels<DotF32S8, MR, NR>(x, M, w, n_begin, n_end, K, rows_per_block(K, 4, MR), epi);
 }
 
 void int8_weight_only_cols(const float* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
@@ -166,7 +166,7 @@ static void int8_weight_only_bf16_typed(const bf16_t* x, int64_t M, int64_t K, c
     const float v = acc * w_scale[n];
     from_float(bias ? v + bias[n] : v, out + m * N + n);
   };
-  dot_gemm<DotBF16S8, MR, NR>(x, K, M, w, K, n_begin, n_end, K, rows_per_block(K, 2, MR), epi);
+  dot_gemm_panels<DotBF16S8, MR, NR>(x, M, w, n_begin, n_end, K, rows_per_block(K, 2, MR), epi);
 }
 
 void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,

@@ -408,7 +408,8 @@ static void sparse24_int8_typed(const uint8_t* a, int64_t M, int64_t K, const in
         expand_row_2_4(values + (n + j) * row_values, meta + (n + j) * row_meta, K, scratch + j * K);
       for (int64_t m = m0; m < m1; m += MR) {
         const int mr = int(m1 - m < MR ? m1 - m : MR);
-        dot_tile_edge<DotU8S8, MR, NR>(mr, nr, a + m * K, K, scratch, K, K, m, n, epi);
+        const ARows<uint8_t, DotU8S8::kBytes> rows{a + m * K, K, DotU8S8::kBytes};
+        dot_tile_edge<DotU8S8, MR, NR>(mr, nr, rows, scratch, K, K, m, n, epi);
       }
     }
   }
