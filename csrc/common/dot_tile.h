@@ -16,6 +16,7 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 
 // fp32 activations against int8 weights (W8A16): fma over widened int8.
 struct DotF32S8 {
+  static constexpr bool kPrefetchB = true;
   static constexpr int kBytes = VecF::kWidth;
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
   static constexpr int kTileM = 2, kTileN = 4;  // 8 accumulators + 5 operands of 16 ymm
@@ -67,8 +68,8 @@ static void pack_panels(const TA* a, int64_t lda, int64_t M, int64_t K, TA* pane
   }
 }
 
-template <class P, int MR, int NR, typename TA, typename Sum>
-static inline void dot_tile(ARows<TA, P::kBytes> a, const int8_t* b, int64_t ldb, int64_t K, Sum (&out)[MR][NR]) {
+template <class P, int MR, int NR, typename TA, typename TB, typename Sum>
+static inline void dot_tile(ARows<TA, P::kBytes> a, const TB* b, int64_t ldb, int64_t K, Sum (&out)[MR][NR]) {
   typename P::Acc acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = P::zero();
@@ -80,7 +81,8 @@ static inline void dot_tile(ARows<TA, P::kBytes> a, const int8_t* b, int64_t ldb
     // each row is read once, and hardware prefetchers stop at every 4 KiB page, so
     // without this a GEMV waits on DRAM latency with only NR streams in flight.
     // (Past the last row it is harmless: prefetches never fault.)
-    for (int j = 0; j < NR; ++j) __builtin_prefetch(b + (NR + j) * ldb + k, 0, 2);
+    if constexpr (P::kPrefetchB)
+      for (int j = 0; j < NR; ++j) __builtin_prefetch(b + (NR + j) * ldb + k, 0, 2);
     for (int i = 0; i < MR; ++i) {
       const typename P::A va = P::load_a(a.at(i, k));
       for (int j = 0; j < NR; ++j) acc[i][j] = P::dot(acc[i][j], va, vb[j]);
@@ -101,8 +103,8 @@ static inline void dot_tile(ARows<TA, P::kBytes> a, const int8_t* b, int64_t ldb
 
 // Runs the tile for the runtime edge sizes mr <= MR, nr <= NR (each size its own
 // fully unrolled instantiation), then hands the results to epi(m, n, value).
-template <class P, int MR, int NR, typename TA, typename Epi>
-static void dot_tile_edge(int mr, int nr, ARows<TA, P::kBytes> a, const int8_t* b, int64_t ldb, int64_t K, int64_t m,
+template <class P, int MR, int NR, typename TA, typename TB, typename Epi>
+static void dot_tile_edge(int mr, int nr, ARows<TA, P::kBytes> a, const TB* b, int64_t ldb, int64_t K, int64_t m,
                           int64_t n, Epi& epi) {
   if constexpr (MR > 1)
     if (mr < MR) return dot_tile_edge<P, MR - 1, NR>(mr, nr, a, b, ldb, K, m, n, epi);

@@ -16,7 +16,8 @@
 //   dot(acc, a, b), reduce(acc) -> int32, and kOffsetA: the dot products include
 //   kOffsetA * sum_k w, which the caller subtracts
 // DotBF16S8 (AVX-512 only, needs AVX512_BF16): bf16 activations x int8 weights
-// converted to bf16 (exact), vdpbf16ps into fp32 lanes.
+// converted to bf16 (exact), vdpbf16ps into fp32 lanes; DotBF16BF16 the same with bf16
+// weights.
 #pragma once
 
 #include "common/dtypes.h"
@@ -89,6 +90,7 @@ inline VecF abs(VecF a) { return {_mm512_abs_ps(a.v)}; }
 inline VecF round_even(VecF a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 
 struct DotU8S8 {
+  static constexpr bool kPrefetchB = true;  // B streams from DRAM (see dot_tile)
   static constexpr int kBytes = 64;
   static constexpr int kTileM = 4, kTileN = 4;  // 16 accumulators + 5 operands of 32 zmm
   static constexpr int kOffsetA = 128;         // dot() sums (a + 128) * w
@@ -112,6 +114,7 @@ struct DotU8S8 {
 };
 
 struct DotBF16S8 {
+  static constexpr bool kPrefetchB = true;
   static constexpr int kBytes = 32;
   static constexpr int kTileM = 4, kTileN = 4;
   using Acc = __m512;
@@ -134,6 +137,13 @@ struct DotBF16S8 {
     return acc;
   }
   static float reduce(Acc acc) { return _mm512_reduce_add_ps(acc); }
+};
+
+// bf16 activations x bf16 weights (a tile that a kernel has already expanded to bf16).
+struct DotBF16BF16 : DotBF16S8 {
+  static constexpr bool kPrefetchB = false;  // B is a scratch tile in cache
+  static B load_b(const bf16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static B load_b(const bf16_t* p, int n) { return (__m512bh)_mm512_maskz_loadu_epi16(mask(n), p); }
 };
 
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
@@ -216,6 +226,7 @@ inline VecF round_even(VecF a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAR
 // moved onto it: |w| * sign(a, w) = a * w with |w| <= 128 and |a| <= 127, so a
 // pair is at most 2 * 128 * 127 = 32512. Then vpmaddwd by ones widens to int32.
 struct DotU8S8 {
+  static constexpr bool kPrefetchB = true;  // B streams from DRAM (see dot_tile)
   static constexpr int kBytes = 32;
   static constexpr int kTileM = 4, kTileN = 2;  // 8 accumulators + 2x2 B + A + ones of 16 ymm
   static constexpr int kOffsetA = 0;           // dot() sums a * w
@@ -303,6 +314,7 @@ inline VecF abs(VecF a) { return VecF::map2(a, a, [](float x, float) { return st
 inline VecF round_even(VecF a) { return VecF::map2(a, a, [](float x, float) { return std::nearbyint(x); }); }
 
 struct DotU8S8 {
+  static constexpr bool kPrefetchB = true;  // B streams from DRAM (see dot_tile)
   static constexpr int kBytes = 16;
   static constexpr int kTileM = 4, kTileN = 4;
   static constexpr int kOffsetA = 128;  // dot() sums (a + 128) * w

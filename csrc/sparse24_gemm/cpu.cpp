@@ -21,6 +21,14 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_int8_mm_cols, const uint8_t* a, int64
                             const float* a_scale, const float* w_scale, const int32_t* w_sum, const float* bias,
                             int8_t* scratch, void* out, bigaccel::DType out_dtype)
 
+#if defined(__x86_64__)
+namespace bigaccel::avx512 {
+void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
+                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* scratch,
+                              bf16_t* out);
+}
+#endif
+
 namespace bigaccel {
 namespace {
 
@@ -35,12 +43,18 @@ constexpr int64_t kExpandedRows = 8;  // kSparse24ExpandedRows in cpu_kernel.h
 // 0.4-0.6x dense); the sparse kernel is 1.5-2.2x faster at M = 16, about even at M = 32 on
 // fp32 4096 x 4096 and faster elsewhere; at M = 64 the expanded GEMM wins on that weight.
 constexpr int64_t kSparse24SgemmMinRows = 64;
-// With bf16 x and values on a CPU with AVX512_BF16, from this M the expanded blocks go to torch's
-// bf16 GEMM instead (cpu_parallel.h). Measured against the sparse kernel and the fp32 expanded
-// GEMM (2 threads, Zen 5, 2026-11-27, 4096 x 4096, weights from DRAM): 0.8x at M = 8, even at
-// 16, 1.55x at 32, 2.7x at 64, 3.7x at 256, where it is 0.82x bf16 F.linear: the expansion to
-// fp32 and its rounding pass cost the rest (2:4 does not pay at these M on this CPU).
-constexpr int64_t kSparse24Bf16GemmMinRows = 16;
+// With bf16 x and values on a CPU with AVX512_BF16, from this M the weight is expanded to dense
+// bf16 in blocks and multiplied by vdpbf16ps tiles (cpu_bf16.h), exactly. Measured against the
+// paths they replace (2 threads, Zen 5, 2026-11-28, Llama-7B's three shapes, weights from DRAM,
+// same run): M = 3 0.88-1.13x (so not there), 4 1.0-1.5x, 8 1.1-2.0x, 16 1.6x, 32 1.3x; 64
+// 1.03-1.13x, 80 1.02-1.25x against the bf16 GEMM below.
+constexpr int64_t kSparse24Bf16TileMinRows = 4;
+// From this M they take torch's bf16 GEMM over blocks expanded to fp32, then rounded to bf16
+// (exact) instead (cpu_parallel.h): at M = 96 the tiles were 0.89-1.16x that, at 128 0.79-0.87x.
+constexpr int64_t kSparse24Bf16GemmMinRows = 96;
+// Must match cpu_bf16.h: DotBF16BF16's tile columns (one scratch row each) and its k step (the
+// scratch rows are padded with zeros to a multiple of it).
+constexpr int64_t kBf16TileCols = 4, kBf16Chunk = 32;
 
 void sparse24_mm_dense_gemm(const at::Tensor& x_gemm, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
                             const std::optional<at::Tensor>& b32, at::Tensor& out) {
@@ -85,6 +99,20 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
     sparse24_mm_dense_gemm(x.contiguous(), vals, values_bf16, meta_c, b32, out);
     return out;
   }
+#if defined(__x86_64__)
+  if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16TileMinRows)) {
+    const at::Tensor x_c = x.contiguous();
+    const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
+    const int64_t kp = (k + kBf16Chunk - 1) / kBf16Chunk * kBf16Chunk;
+    parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
+      std::vector<bf16_t> scratch(kBf16TileCols * kp);
+      avx512::sparse24_bf16_tiles_cols(xp, M, k, static_cast<const bf16_t*>(vals.data_ptr()),
+                                       meta_c.data_ptr<uint8_t>(), n0, n1, N, ptr_or_null(b32), scratch.data(),
+                                       static_cast<bf16_t*>(out.data_ptr()));
+    });
+    return out;
+  }
+#endif
   if (M >= kSparse24SgemmMinRows) {
     sparse24_mm_dense_gemm(x.to(at::kFloat).contiguous(), vals, values_bf16, meta_c, b32, out);
     return out;

@@ -8,11 +8,14 @@ from bigaccel import backends, reference, sparsity
 from tests.conftest import backend_cases, cpu_bf16_gemm
 
 DTYPES = [torch.float32, torch.bfloat16]
-MS = [1, 2, 3, 15, 16, 17, 64]  # 1, 2: the GEMV with two accumulators a row; 3: three rows; 17: 4 x 4 + 1;
-# 15, 16: each side of the bf16-GEMM switch
-# From this M, bf16 x and values on a CPU with AVX512_BF16 take torch's bf16 GEMM over expanded
-# blocks (kSparse24Bf16GemmMinRows in csrc/sparse24_gemm/cpu.cpp).
-SPARSE24_BF16_GEMM_MIN_ROWS = 16
+# From these M, bf16 x and values on a CPU with AVX512_BF16 take the vdpbf16ps tiles over the
+# weight expanded to bf16, then torch's bf16 GEMM over expanded blocks
+# (kSparse24Bf16TileMinRows, kSparse24Bf16GemmMinRows in csrc/sparse24_gemm/cpu.cpp).
+SPARSE24_BF16_TILE_MIN_ROWS = 4
+SPARSE24_BF16_GEMM_MIN_ROWS = 96
+# 1, 2: the GEMV with two accumulators a row; 3, 4 and 95, 96: each side of the bf16 switches;
+# 17: 4 x 4 + 1 (a partial panel on the tile path); 64: the fp32 GEMM's first row.
+MS = [1, 2, 3, 4, 15, 17, 64, 95, 96]
 NKS = [(17, 36), (33, 100), (7, 260)]  # odd N; K multiples of 4 but not of 8, 16, 32 or 64
 EPS32 = torch.finfo(torch.float32).eps
 
