@@ -42,4 +42,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("has_avx512_bf16", [] { return cpu::has_avx512_bf16(); },
         "The AVX-512 kernels are active and the CPU has AVX512_BF16 (vdpbf16ps): the W8A16 bf16 tiles, "
         "and torch's bf16 GEMM for the large-M paths of the weight-only and 2:4 GEMMs with bf16 x.");
+  m.def("peak_tops", &cpu::peak_tops, pybind11::arg("kind"), pybind11::arg("seconds") = 0.5,
+        "Peak TOP/s of the active instruction set's vector units on all threads: 'fp32' (FMA), 'bf16' "
+        "(vdpbf16ps) or 'int8' (vpdpbusd; AVX2: vpmaddubsw + vpmaddwd + vpaddd); 0 where not measured.");
 }

@@ -200,3 +200,25 @@ def test_no_bigaccel_row_raises_a_limit():
     raise_to_observed(results)
     assert results["limits"]["peak_tflops"]["int8"] == 1.0 and results["limits"]["raised_by"] == {}
     assert all(r["pct_limit"] == pytest.approx(400.0) for r in results["rows"])
+
+
+def test_cpu_peaks_come_from_the_vector_units():
+    """bigaccel._C.peak_tops measures the active tier's instructions; measure_limits takes it
+    where it beats torch's GEMMs (never below them) and says so in the sources."""
+    from bench.limits import _raise_to_vector_peaks
+    from bigaccel import _extension
+
+    ext = _extension.load()["cpu"]
+    if not ext.loaded:
+        pytest.skip("the CPU extension is not built")
+    with pytest.raises(ValueError, match="kind must be fp32, bf16 or int8"):
+        ext.module.peak_tops("fp8", 0.01)
+    fp32 = ext.module.peak_tops("fp32", 0.02)
+    assert (fp32 > 0) == (ext.module.active_isa() != "portable")
+    assert (ext.module.peak_tops("bf16", 0.02) > 0) == ext.module.has_avx512_bf16()
+    peaks = {"fp32": 1e-9, "bf16": 1e-9, "int8": 1e9}  # a slow torch GEMM; an int8 one too fast to beat
+    sources = {k: "torch" for k in peaks}
+    _raise_to_vector_peaks(peaks, sources, 0.04)
+    if fp32 > 0:
+        assert peaks["fp32"] > 1e-9 and sources["fp32"].startswith("FMA loop on every thread")
+    assert peaks["int8"] == 1e9 and sources["int8"] == "torch"
