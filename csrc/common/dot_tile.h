@@ -45,7 +45,9 @@ template <typename TA, int kChunk>
 struct ARows {
   const TA* a;
   int64_t row_step, chunk_step;
-  const TA* at(int i, int64_t k) const { return a + i * row_step + (k / kChunk) * chunk_step + k % kChunk; }
+  const TA* at(int i, int64_t k) const {  // k >= 0: unsigned, so / and % are a shift and a mask
+    return a + i * row_step + int64_t(uint64_t(k) / kChunk) * chunk_step + int64_t(uint64_t(k) % kChunk);
+  }
 };
 
 // Elements of the panels of an [M, K] A: whole panels of MR rows, K rounded up to kChunk.
