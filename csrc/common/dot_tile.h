@@ -50,17 +50,23 @@ struct ARows {
   }
 };
 
+static inline int64_t round_up(int64_t v, int64_t multiple) { return (v + multiple - 1) / multiple * multiple; }
+
 // Elements of the panels of an [M, K] A: whole panels of MR rows, K rounded up to kChunk.
-static inline int64_t panel_elems(int64_t M, int64_t K, int MR, int chunk) {
-  return (M + MR - 1) / MR * MR * ((K + chunk - 1) / chunk * chunk);
+static inline int64_t panel_elems(int64_t M, int64_t K, int MR, int chunk) { return round_up(M, MR) * round_up(K, chunk); }
+
+// `bytes` from p on their way into L2, one prefetch per cache line: the weight rows of the next
+// block, asked for while this one computes (hardware prefetchers stop at every 4 KiB page).
+static inline void prefetch_l2(const void* p, int64_t bytes) {
+  for (int64_t i = 0; i < bytes; i += 64) __builtin_prefetch(static_cast<const char*>(p) + i, 0, 2);
 }
 
 // A [M, K] (row stride lda) into panels of MR rows; the tail of K and of the last panel
 // are zero (the policies' masked B loads zero the tail's products either way).
 template <int MR, int kChunk, typename TA>
 static void pack_panels(const TA* a, int64_t lda, int64_t M, int64_t K, TA* panels) {
-  const int64_t kp = (K + kChunk - 1) / kChunk * kChunk;
-  for (int64_t m = 0; m < (M + MR - 1) / MR * MR; ++m) {
+  const int64_t kp = round_up(K, kChunk);
+  for (int64_t m = 0; m < round_up(M, MR); ++m) {
     TA* dst = panels + (m / MR) * MR * kp + (m % MR) * kChunk;
     for (int64_t k = 0; k < kp; k += kChunk) {
       const int64_t n = m < M ? (K - k < kChunk ? K - k : kChunk) : 0;
@@ -125,7 +131,7 @@ template <class P, int MR, int NR, typename TA, typename Epi>
 static void dot_gemm(const TA* a, int64_t lda, bool panels, int64_t M, const int8_t* b, int64_t ldb, int64_t n_begin,
                      int64_t n_end, int64_t K, int64_t mc, Epi& epi) {
   constexpr int kC = P::kBytes;
-  const int64_t kp = (K + kC - 1) / kC * kC;
+  const int64_t kp = round_up(K, kC);
   for (int64_t m0 = 0; m0 < M; m0 += mc) {
     const int64_t m1 = m0 + mc < M ? m0 + mc : M;
     for (int64_t n = n_begin; n < n_end; n += NR) {

@@ -26,10 +26,11 @@ void int4_gemm_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* p
                         void* out, DType out_dtype);
 }
 namespace bigaccel::avx512 {
+int64_t int4_bf16_panel_elems(int64_t M, int64_t K);
 void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels);
 void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64_t K, const uint8_t* packed,
                        const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
-                       int64_t n_end, const float* bias, bf16_t* scratch, bf16_t* out);
+                       int64_t n_end, const float* bias, bf16_t* out);
 }
 #endif
 
@@ -61,9 +62,6 @@ constexpr int64_t kW4A16Bf16GemmMinRows = 48;
 // M = 2 0.8-1.3x (so not there), 3 1.5x, 4 2.0-2.6x, 8 1.8-2.2x, 16 1.9-2.0x, 32 1.14-1.21x
 // (against the bf16 GEMM from here), 40 1.07-1.12x; at 48 0.92-1.07x.
 constexpr int64_t kW4A16Bf16TileMinRows = 3;
-// Must match kInt4Bf16TileRows / kInt4Bf16TileCols in cpu_bf16.h: above that many rows, x is
-// packed into panels of them, and each thread decodes that many columns into its scratch tile.
-constexpr int64_t kBf16TileRows = 4, kBf16TileCols = 4;
 // From kSgemmMinRows (cpu_parallel.h), blocks of columns are dequantized to fp32 and multiplied
 // by torch's fp32 GEMM. The register tile of cpu_kernel.h re-reads all of x for every 8
 // columns, which stops fitting in cache as M grows (0.6x F.linear fp32 at M = 1024,
@@ -139,18 +137,18 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   if (use_bf16_gemm(x, kW4A16Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
+    const int64_t panel_elems = avx512::int4_bf16_panel_elems(M, K);
+    const bf16_t* xpanels = nullptr;
     at::Tensor panels;
-    if (M > kBf16TileRows) {  // x in panels of tile rows, once for all threads
-      panels = at::empty({(M + kBf16TileRows - 1) / kBf16TileRows * kBf16TileRows, K}, x.options());
+    if (panel_elems > 0) {  // x in panels of tile rows, once for all threads
+      panels = at::empty({panel_elems}, x.options());
       avx512::int4_bf16_pack_rows(xp, M, K, static_cast<bf16_t*>(panels.data_ptr()));
+      xpanels = static_cast<const bf16_t*>(panels.data_ptr());
     }
-    const auto* xpanels = M > kBf16TileRows ? static_cast<const bf16_t*>(panels.data_ptr()) : nullptr;
     auto* o = static_cast<bf16_t*>(out.data_ptr());
     parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
-      std::vector<bf16_t> scratch(M > kBf16TileRows ? kBf16TileCols * K : 0);
       avx512::int4_mm_bf16_cols(xp, xpanels, M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
-                                z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1, ptr_or_null(b32),
-                                scratch.data(), o);
+                                z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1, ptr_or_null(b32), o);
     });
     return out;
   }

@@ -133,19 +133,27 @@ static void int4_bf16_decode_columns(const Int4Weight& w, int64_t n0, int64_t n1
   }
 }
 
-// x [M, K] into panels of kInt4Bf16TileRows rows (pack_panels); panels: that many rows times
-// K elements per panel (K is a multiple of the group, so of 32).
+// Elements of the panels int4_bf16_pack_rows writes for x [M, K]; 0 when M fits one tile,
+// which reads x as it is.
+int64_t int4_bf16_panel_elems(int64_t M, int64_t K) {
+  return M > kInt4Bf16TileRows ? panel_elems(M, K, kInt4Bf16TileRows, 32) : 0;
+}
+
+// x [M, K] into panels of kInt4Bf16TileRows rows (pack_panels; K is a multiple of the group,
+// so of 32).
 void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels) {
   pack_panels<kInt4Bf16TileRows, 32>(x, K, M, K, panels);
 }
 
 // out [M, N] columns [n_begin, n_end). M <= R: x as it is, weights decoded in registers.
-// M > R: x_panels from int4_bf16_pack_rows, and `scratch` of C * K bf16 per thread.
+// M > R: x_panels from int4_bf16_pack_rows, and C columns at a time decoded into a scratch
+// tile of the calling thread.
 void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64_t K, const uint8_t* packed,
                        const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
-                       int64_t n_end, const float* bias, bf16_t* scratch, bf16_t* out) {
+                       int64_t n_end, const float* bias, bf16_t* out) {
   constexpr int R = kInt4Bf16TileRows, C = kInt4Bf16TileCols;
   const Int4Weight w{packed, scales, zeros, K, group_size};
+  bf16_t* scratch = M > R ? new bf16_t[size_t(C * K)] : nullptr;
   for (int64_t n = n_begin; n < n_end; n += C) {
     const int c = int(n_end - n < C ? n_end - n : C);
     if (M <= R) {
@@ -158,6 +166,7 @@ void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64
       int4_bf16_tile_edge<R, C>(int(M - m < R ? M - m : R), c, panel, w, scratch, N, m, n, bias, out);
     }
   }
+  delete[] scratch;
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

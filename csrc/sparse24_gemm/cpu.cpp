@@ -24,8 +24,7 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_int8_mm_cols, const uint8_t* a, int64
 #if defined(__x86_64__)
 namespace bigaccel::avx512 {
 void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
-                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* scratch,
-                              bf16_t* out);
+                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out);
 }
 #endif
 
@@ -52,9 +51,6 @@ constexpr int64_t kSparse24Bf16TileMinRows = 4;
 // From this M they take torch's bf16 GEMM over blocks expanded to fp32, then rounded to bf16
 // (exact) instead (cpu_parallel.h): at M = 96 the tiles were 0.89-1.16x that, at 128 0.79-0.87x.
 constexpr int64_t kSparse24Bf16GemmMinRows = 96;
-// Must match cpu_bf16.h: DotBF16BF16's tile columns (one scratch row each) and its k step (the
-// scratch rows are padded with zeros to a multiple of it).
-constexpr int64_t kBf16TileCols = 4, kBf16Chunk = 32;
 
 void sparse24_mm_dense_gemm(const at::Tensor& x_gemm, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
                             const std::optional<at::Tensor>& b32, at::Tensor& out) {
@@ -103,11 +99,9 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
-    const int64_t kp = (k + kBf16Chunk - 1) / kBf16Chunk * kBf16Chunk;
     parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
-      std::vector<bf16_t> scratch(kBf16TileCols * kp);
       avx512::sparse24_bf16_tiles_cols(xp, M, k, static_cast<const bf16_t*>(vals.data_ptr()),
-                                       meta_c.data_ptr<uint8_t>(), n0, n1, N, ptr_or_null(b32), scratch.data(),
+                                       meta_c.data_ptr<uint8_t>(), n0, n1, N, ptr_or_null(b32),
                                        static_cast<bf16_t*>(out.data_ptr()));
     });
     return out;

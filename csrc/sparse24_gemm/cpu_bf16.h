@@ -53,21 +53,20 @@ static inline void expand_row_bf16(const bf16_t* v, const uint8_t* meta, int64_t
   for (int64_t k = K; k < kp; ++k) dense[k] = bf16_t{0};
 }
 
-// out [M, N] columns [n_begin, n_end) = x @ W.T + bias, one rounding to bf16; scratch holds
-// DotBF16S8::kTileN * kp bf16 (kp: K rounded up to 32), one per thread.
+// out [M, N] columns [n_begin, n_end) = x @ W.T + bias, one rounding to bf16. Each calling
+// thread copies x into panels and expands NR rows at a time into its own scratch tile.
 void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
-                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* scratch,
-                              bf16_t* out) {
+                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out) {
   constexpr int MR = DotBF16BF16::kTileM, NR = DotBF16BF16::kTileN, kC = DotBF16BF16::kBytes;
-  const int64_t kp = (K + kC - 1) / kC * kC, row_values = K / 2, row_meta = (K + 7) / 8;
+  const int64_t kp = round_up(K, kC), row_values = K / 2, row_meta = (K + 7) / 8;
   auto epi = [&](int64_t m, int64_t n, float acc) { from_float(bias ? acc + bias[n] : acc, out + m * N + n); };
+  bf16_t* scratch = new bf16_t[size_t(NR * kp)];
   bf16_t* panels = new bf16_t[size_t(panel_elems(M, K, MR, kC))];
   pack_panels<MR, kC>(x, K, M, K, panels);
   for (int64_t n = n_begin; n < n_end; n += NR) {
     const int nr = int(n_end - n < NR ? n_end - n : NR);
     for (int j = 0; j < nr; ++j) {
-      // The next block's rows, on their way from DRAM while this one computes.
-      for (int64_t b = 0; b < row_values * 2; b += 64) __builtin_prefetch(values + (n + NR + j) * row_values + b / 2, 0, 2);
+      prefetch_l2(values + (n + NR + j) * row_values, row_values * int64_t(sizeof(bf16_t)));  // the next block's row
       expand_row_bf16(values + (n + j) * row_values, meta + (n + j) * row_meta, K, kp, scratch + j * kp);
     }
     for (int64_t m = 0; m < M; m += MR) {
@@ -76,6 +75,7 @@ void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_
     }
   }
   delete[] panels;
+  delete[] scratch;
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS
