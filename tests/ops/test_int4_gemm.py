@@ -182,10 +182,12 @@ def test_opcheck():
     x, packed, scales, zeros, b = _data(5, 7, 64, 32, torch.float32, True)
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x, packed, scales, zeros, 32, b))
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x.bfloat16(), packed, scales, None, 32))
-    # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86
+    # M <= 4 with bf16/fp16 x: the int16-activation GEMV on x86 (bf16 on AVX512_BF16 CPUs: to M = 2;
+    # M = 3 the vdpbf16ps tiles decoding in registers, M = 5 above their panels)
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:1].bfloat16(), packed, scales, zeros, 32, b.bfloat16()))
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:3].half(), packed, scales, None, 32))
-    # groups of 128, M > 4, bf16/fp16 x: the int16 GEMM on x86
+    torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x[:3].bfloat16(), packed, scales, zeros, 32, b.bfloat16()))
+    # groups of 128, M > 4, bf16/fp16 x: the int16 GEMM on x86 (bf16 with AVX512_BF16: the tiles)
     x, packed, scales, zeros, b = _data(5, 7, 128, 128, torch.bfloat16, True)
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x, packed, scales, zeros, 128, b))
     torch.library.opcheck(torch.ops.bigaccel.int4_mm.default, (x.half(), packed, scales, None, 128))

@@ -71,6 +71,9 @@ def test_opcheck():
     x, w, values, meta, b = _data(3, 9, 36, torch.float32)
     torch.library.opcheck(torch.ops.bigaccel.sparse24_mm.default, (x, values, meta, 36, b))
     torch.library.opcheck(torch.ops.bigaccel.sparse24_mm.default, (x.bfloat16(), values.bfloat16(), meta, 36, None))
+    # M = 5, bf16: the expanded-bf16 tiles on AVX512_BF16 CPUs (a full panel and a partial one)
+    x, w, values, meta, b = _data(5, 9, 36, torch.bfloat16)
+    torch.library.opcheck(torch.ops.bigaccel.sparse24_mm.default, (x, values, meta, 36, b))
 
 
 def test_bad_input_gives_clear_errors():
