@@ -63,16 +63,29 @@ inline void forward_run(const T* x, const T* up, const T* bias, T* out, int n) {
   if (n == W) store_out(y, out); else store_out(y, out, n);
 }
 
-// kUnroll full vectors at once: one vector's activation is a chain of ~25 dependent
+// activations_unroll<T> full vectors at once: one vector's activation is a chain of ~25 dependent
 // operations, and the out-of-order window holds only a few of them, so a loop of one
 // vector per iteration waited on latency (measured on AVX2: silu fp32 13.4 -> 10.9
-// cycles per vector, bf16 21.5 -> 17.4, before the bf16 pairs). Every operand and the
-// output go through load_pair/store_pair, which may permute lanes (vec_math.h).
-constexpr int kUnroll = 4;
+// cycles per vector, bf16 21.5 -> 17.4, before the bf16 pairs). The 16-bit types' shorter
+// polynomials leave AVX-512's 32 registers room for 8 (Zen 5, in L2: 6-10% over 4); fp32's full
+// ones spilled at 8. Every operand and the output go through load_pair/store_pair, which
+// may permute lanes (vec_math.h).
+template <typename T>
+constexpr int activations_unroll = BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512 && sizeof(T) == 2 ? 8 : 4;
 
-template <Act A, typename T, bool Gated, bool Bias>
-inline void forward_block(const T* x, const T* up, const T* bias, T* out) {
-  constexpr int W = VecF::kWidth;
+// Each block prefetches its inputs this far ahead. A block's ~200 operations fill the
+// out-of-order window before its loads of `up` issue, so the hardware's stream prefetch fell
+// behind: one thread of bf16 silu_and_mul from DRAM read 16 GB/s, 31-33 with this (1 KB and
+// 2 KB measured alike, 4 KB less).
+constexpr int kPrefetchBytes = 2048;
+
+template <Act A, typename T, bool Gated, bool Bias, bool Bf16Instructions>
+inline void forward_block(const T* x, const T* up, const T* bias, T* out, bool stream) {
+  constexpr int W = VecF::kWidth, kUnroll = activations_unroll<T>;
+  for (int line = 0; line < int(kUnroll * W * sizeof(T)); line += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(x) + kPrefetchBytes + line, _MM_HINT_T0);
+    if constexpr (Gated) _mm_prefetch(reinterpret_cast<const char*>(up) + kPrefetchBytes + line, _MM_HINT_T0);
+  }
   VecF v[kUnroll];
   for (int u = 0; u < kUnroll; u += 2) load_pair(x + u * W, v[u], v[u + 1]);
   if constexpr (Bias) {
@@ -92,7 +105,7 @@ inline void forward_block(const T* x, const T* up, const T* bias, T* out) {
       v[u + 1] = v[u + 1] * g1;
     }
   }
-  for (int u = 0; u < kUnroll; u += 2) store_pair(v[u], v[u + 1], out + u * W);
+  for (int u = 0; u < kUnroll; u += 2) store_pair_as<Bf16Instructions>(v[u], v[u + 1], out + u * W, stream);
 }
 
 template <Act A, typename T, bool Gated, bool Bias>
@@ -114,7 +127,7 @@ inline void backward_run(const T* g, const T* x, const T* up, const T* bias, T* 
   }
 }
 
-template <Act A, typename T, bool Gated, bool Bias>
+template <Act A, typename T, bool Gated, bool Bias, bool Bf16Instructions>
 void run_typed(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
   constexpr int W = VecF::kWidth;
   const int64_t d = a.d, in_d = Gated ? 2 * d : d;
@@ -129,8 +142,9 @@ void run_typed(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
     const T* ur = Gated ? xr + d : nullptr;
     int64_t c = c0;
     if (!backward)
-      for (; c + kUnroll * W <= c1; c += kUnroll * W)
-        forward_block<A, T, Gated, Bias>(xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr, out + row * d + c);
+      for (; c + activations_unroll<T> * W <= c1; c += activations_unroll<T> * W)
+        forward_block<A, T, Gated, Bias, Bf16Instructions>(xr + c, Gated ? ur + c : nullptr, Bias ? bias + c : nullptr,
+                                                           out + row * d + c, a.stream_out);
     for (; c < c1; c += W) {
       const int n = c1 - c < W ? int(c1 - c) : W;
       if (!backward) {
@@ -143,25 +157,35 @@ void run_typed(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
     }
     i = row * d + c1;
   }
+  if (a.stream_out && !backward) stream_fence();
 }
 
-template <typename T, bool Gated, bool Bias>
+template <typename T, bool Gated, bool Bias, bool Bf16Instructions>
 void run_act(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
   switch (a.act) {
     case Act::Silu:
-      return run_typed<Act::Silu, T, Gated, Bias>(a, backward, begin, end);
+      return run_typed<Act::Silu, T, Gated, Bias, Bf16Instructions>(a, backward, begin, end);
     case Act::GeluErf:
-      return run_typed<Act::GeluErf, T, Gated, Bias>(a, backward, begin, end);
+      return run_typed<Act::GeluErf, T, Gated, Bias, Bf16Instructions>(a, backward, begin, end);
     case Act::GeluTanh:
-      return run_typed<Act::GeluTanh, T, Gated, Bias>(a, backward, begin, end);
+      return run_typed<Act::GeluTanh, T, Gated, Bias, Bf16Instructions>(a, backward, begin, end);
   }
+}
+
+template <typename T, bool Bf16Instructions>
+void run_gating(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
+  if (a.gated) return run_act<T, true, false, Bf16Instructions>(a, backward, begin, end);
+  if (a.bias) return run_act<T, false, true, Bf16Instructions>(a, backward, begin, end);
+  return run_act<T, false, false, Bf16Instructions>(a, backward, begin, end);
 }
 
 template <typename T>
 void run_dtype(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
-  if (a.gated) return run_act<T, true, false>(a, backward, begin, end);
-  if (a.bias) return run_act<T, false, true>(a, backward, begin, end);
-  return run_act<T, false, false>(a, backward, begin, end);
+#ifdef BIGACCEL_VEC_MATH_BF16_STORE
+  if constexpr (std::is_same_v<T, bf16_t>)
+    if (a.bf16_instructions && !backward) return run_gating<T, true>(a, false, begin, end);
+#endif
+  return run_gating<T, false>(a, backward, begin, end);
 }
 
 void activation_range(const ActArgs& a, bool backward, int64_t begin, int64_t end) {

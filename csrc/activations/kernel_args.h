@@ -25,6 +25,12 @@ struct ActArgs {
   Act act = Act::Silu;
   bool gated = false;
   int64_t d = 0;
+  // Set by cpu.cpp where cpu::has_avx512_bf16(): bf16 forward results are rounded by
+  // vcvtne2ps2bf16 (vec_math.h, store_pair_as).
+  bool bf16_instructions = false;
+  // Set by cpu.cpp for a large output that is not the input: forward stores stream past the
+  // caches (vec_math.h, write_line).
+  bool stream_out = false;
 };
 
 }  // namespace bigaccel
