@@ -12,6 +12,7 @@
 
 #include "activations/kernel_args.h"
 #include "common/checks.h"
+#include "common/cpu_alloc.h"
 
 namespace bigaccel::activations {
 
@@ -99,7 +100,7 @@ at::Tensor forward(const char* op, const at::Tensor& x_in, Act act, bool gated, 
     check_out(op, x, *out_in, d);
     out = *out_in;
   } else {
-    out = at::empty(out_shape(x, d), x.options());
+    out = empty_output(out_shape(x, d), x.options());
   }
   args.act = act;
   args.x = x.data_ptr();
@@ -125,7 +126,7 @@ at::Tensor backward(const char* op, const at::Tensor& grad_in, const at::Tensor&
     b = bias->contiguous();
     args.bias = b.data_ptr();
   }
-  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  at::Tensor grad_x = empty_output(x.sizes(), x.options());
   args.act = act;
   args.x = x.data_ptr();
   args.grad = grad.data_ptr();
