@@ -110,6 +110,11 @@ static void sparse24_rows(const X* x, int64_t m0, int64_t K, const V* values, co
         idx_hi = _mm256_add_epi32(_mm256_and_si256(_mm256_srlv_epi32(b, shift_hi), three), window_base);
       }
       const __m256 v_lo = load8_values(v + 2 * g), v_hi = load8_values(v + 2 * g + 8);
+      // The next column's values and metadata, at this step's offset, into L2: each column is
+      // two streams that cross 4 KiB pages, where the hardware prefetchers stop. One thread,
+      // bf16, 4096 x 11008 from DRAM: 14.3 -> 22.3 GB/s (2 columns ahead measured the same).
+      __builtin_prefetch(v + row_values + 2 * g, 0, 2);
+      if ((g & 31) == 0) __builtin_prefetch(mt + row_meta + g / 2, 0, 2);
       for (int r = 0; r < MR; ++r) {
         const X* xr = xm + r * K + 4 * g;
         __m256 x_lo, x_hi;
