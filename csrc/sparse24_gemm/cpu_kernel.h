@@ -17,6 +17,9 @@
 #include <type_traits>
 
 #include "common/dot_tile.h"
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+#include "sparse24_gemm/cpu_gemv_avx512.h"
+#endif
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
@@ -80,8 +83,12 @@ static void sparse24_rows(const X* x, int64_t m0, int64_t K, const V* values, co
   for (int64_t n = n_begin; n < n_end; ++n) {
     const V* v = values + n * row_values;
     const uint8_t* mt = meta + n * row_meta;
-    float acc[MR];
+    float acc[MR] = {};
     int64_t g = 0;
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+    if constexpr (std::is_same_v<X, bf16_t> && std::is_same_v<V, bf16_t>)
+      g = sparse24_bf16_steps<MR>(xm, K, v, mt, groups, row_values, row_meta, acc);
+#endif
 #if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
     // With one or two rows, two accumulators a row (the step's low and high values): with
     // one, each step waited on two dependent FMAs (8 cycles a step; a bf16 row then read
@@ -134,9 +141,7 @@ static void sparse24_rows(const X* x, int64_t m0, int64_t K, const V* values, co
           vacc[r] = _mm256_fmadd_ps(v_hi, x_hi, vacc[r]);
       }
     }
-    for (int r = 0; r < MR; ++r) acc[r] = hsum8(kSplit ? _mm256_add_ps(vacc[r], vacc_hi[r]) : vacc[r]);
-#else
-    for (int r = 0; r < MR; ++r) acc[r] = 0.f;
+    for (int r = 0; r < MR; ++r) acc[r] += hsum8(kSplit ? _mm256_add_ps(vacc[r], vacc_hi[r]) : vacc[r]);
 #endif
     for (; g < groups; ++g) {
       const int nib = (mt[g >> 1] >> ((g & 1) * 4)) & 0xF;
