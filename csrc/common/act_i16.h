@@ -43,10 +43,11 @@ static inline int64_t i16_padded_k(int64_t K) { return (K + kI16Block - 1) / kI1
 
 namespace avx2 {
 // Fills q, scale and qsum (may be null) for I16Rows of `x` ([M, K], bf16 or fp16, contiguous).
-// With quad_order, each 64 consecutive k are stored k % 4 major (k = 0, 4, .., 60, then
-// 1, 5, .., 61, ...): the order in which the int4 GEMV unpacks its codes. Returns false if x
+// With quad_chunk (64 or 128; 0: natural order), each quad_chunk consecutive k are stored
+// k % 4 major (for 64: k = 0, 4, .., 60, then 1, 5, .., 61, ...): the order in which the int4
+// GEMVs unpack their codes, 64 k per ymm (AVX2) or 128 per zmm (AVX-512). Returns false if x
 // holds an inf or a nan; the caller then takes the float path, which propagates them.
-bool quantize_rows_i16(const void* x, DType dtype, int64_t M, int64_t K, int64_t sub, bool quad_order, int16_t* q,
+bool quantize_rows_i16(const void* x, DType dtype, int64_t M, int64_t K, int64_t sub, int quad_chunk, int16_t* q,
                        float* scale, float* qsum);
 }  // namespace avx2
 

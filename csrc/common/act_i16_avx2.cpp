@@ -42,7 +42,7 @@ bool quantize_block(const T* x, int n, int16_t* tmp, float* block_scale) {
 }
 
 template <typename T>
-bool quantize_rows(const T* x, int64_t M, int64_t K, int64_t sub, bool quad_order, int16_t* q, float* scale,
+bool quantize_rows(const T* x, int64_t M, int64_t K, int64_t sub, int quad_chunk, int16_t* q, float* scale,
                    float* qsum) {
   const int64_t padded = i16_padded_k(K), subs = padded / sub;
   alignas(32) int16_t tmp[kI16Block];
@@ -56,8 +56,9 @@ bool quantize_rows(const T* x, int64_t M, int64_t K, int64_t sub, bool quad_orde
         return false;
       }
       int16_t* dst = q + m * padded + k0;
-      if (quad_order) {
-        for (int i = 0; i < kI16Block; ++i) dst[(i & ~63) + (i & 3) * 16 + ((i & 63) >> 2)] = tmp[i];
+      if (quad_chunk) {  // 64 or 128, both dividing kI16Block
+        const int c = quad_chunk;
+        for (int i = 0; i < kI16Block; ++i) dst[(i & ~(c - 1)) + (i & 3) * (c / 4) + ((i & (c - 1)) >> 2)] = tmp[i];
       } else {
         std::memcpy(dst, tmp, sizeof(tmp));
       }
@@ -77,12 +78,12 @@ bool quantize_rows(const T* x, int64_t M, int64_t K, int64_t sub, bool quad_orde
 
 }  // namespace
 
-bool quantize_rows_i16(const void* x, DType dtype, int64_t M, int64_t K, int64_t sub, bool quad_order, int16_t* q,
+bool quantize_rows_i16(const void* x, DType dtype, int64_t M, int64_t K, int64_t sub, int quad_chunk, int16_t* q,
                        float* scale, float* qsum) {
   if (dtype == DType::BF16)
-    return quantize_rows(static_cast<const bf16_t*>(x), M, K, sub, quad_order, q, scale, qsum);
+    return quantize_rows(static_cast<const bf16_t*>(x), M, K, sub, quad_chunk, q, scale, qsum);
   if (dtype == DType::F16)
-    return quantize_rows(static_cast<const fp16_t*>(x), M, K, sub, quad_order, q, scale, qsum);
+    return quantize_rows(static_cast<const fp16_t*>(x), M, K, sub, quad_chunk, q, scale, qsum);
   return false;
 }
 #else

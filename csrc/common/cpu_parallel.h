@@ -110,8 +110,8 @@ class I16Buffers {
       : M_(M), K_(K), sub_(sub), padded_(i16_padded_k(K)), q_(M * padded_), scale_(M * (padded_ / sub)),
         qsum_(with_sums ? M * (padded_ / sub) : 0) {}
   // False (and the buffers unusable) if x holds an inf or a nan.
-  bool quantize(const void* x, DType dtype, bool quad_order) {
-    return avx2::quantize_rows_i16(x, dtype, M_, K_, sub_, quad_order, q_.data(), scale_.data(),
+  bool quantize(const void* x, DType dtype, int quad_chunk) {
+    return avx2::quantize_rows_i16(x, dtype, M_, K_, sub_, quad_chunk, q_.data(), scale_.data(),
                                    qsum_.empty() ? nullptr : qsum_.data());
   }
   I16Rows rows() const {

@@ -26,6 +26,9 @@ void int4_gemm_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* p
                         void* out, DType out_dtype);
 }
 namespace bigaccel::avx512 {
+void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
+                        const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
+                        const float* bias, void* out, DType out_dtype);
 int64_t int4_bf16_panel_elems(int64_t M, int64_t K);
 void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels);
 void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64_t K, const uint8_t* packed,
@@ -155,7 +158,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   if (use_i16_activations(out_kind, M, kW4A16Int16MaxRows) && M > kI16MaxRows && group_size == kW4A16Int16GemmGroup) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
-    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_chunk=*/0)) {
       parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
         avx2::int4_gemm_i16_cols(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
                                  z ? z->data_ptr<uint8_t>() : nullptr, N, n0, n1, ptr_or_null(b32),
@@ -167,9 +170,11 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   if (use_i16_activations(out_kind, M)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, group_size, /*with_sums=*/true);
-    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/true)) {
+    // The AVX-512 GEMV unpacks 128 k per zmm (VNNI vpdpwssd), the AVX2 one 64 per ymm.
+    const bool zmm = cpu::active_isa() == cpu::Isa::Avx512;
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_chunk=*/zmm ? 128 : 64)) {
       parallel_over_columns(M, N, K, kBlockN, activations::make_epilogue(act, out, op), [&](int64_t n0, int64_t n1) {
-        avx2::int4_gemv_i16_cols(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
+        (zmm ? avx512::int4_gemv_i16_cols : avx2::int4_gemv_i16_cols)(x16.rows(), M, K, p.data_ptr<uint8_t>(), s.data_ptr<float>(),
                                  z ? z->data_ptr<uint8_t>() : nullptr, group_size, N, n0, n1,
                                  ptr_or_null(b32), out.data_ptr(), out_kind);
       });

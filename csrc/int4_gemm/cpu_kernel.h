@@ -189,7 +189,7 @@ void int4_mm_cols(const float* x, int64_t M, int64_t K, const uint8_t* packed, c
   });
 }
 
-#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2 || BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 // bf16/fp16 activations at M <= kI16MaxRows: x as int16 (common/act_i16.h, quad order, one
 // scale and q sum per group) and integer dot products. 32 packed bytes hold 64 codes; read
 // as 16-bit lanes, lane i holds k = 4i .. 4i+3 in its four nibbles, which four shift/and
@@ -203,13 +203,15 @@ void int4_mm_cols(const float* x, int64_t M, int64_t K, const uint8_t* packed, c
 // the dot products (one core, weights in L2, cycles per 32 packed bytes, measured back to
 // back: G = 32 8.5 -> 5.8, G = 64 5.9 -> 4.7, G = 128 4.8 -> 4.3).
 constexpr int64_t kInt4PrefetchBytes = 2048;
-constexpr int64_t kGroupBlock = 64;  // even: a chunk of 64 k holds two groups of 32
+constexpr int64_t kGroupBlock = 64;  // a multiple of 4: a chunk of 128 k (AVX-512) holds four groups of 32
+// cs[r][gb .. gb + kGroupPad - 1] are 0: the groups missing from a partial last chunk.
+constexpr int kGroupPad = 4;
 
 // For groups [g0, g0 + gb) of column n: cs[r][j] = scale * 2^e of group g0 + j for row r,
 // cs[r][gb] = 0 (the missing second group of an odd tail), and zt[r] += the zero terms.
 template <int R>
 static inline void int4_group_factors(const I16Rows& x, const Int4Weight& w, int64_t n, int64_t g0, int64_t gb,
-                                      float (*cs)[kGroupBlock + 1], __m256* zt) {
+                                      float (*cs)[kGroupBlock + kGroupPad], __m256* zt) {
   const float* scales = w.scales + n * w.groups + g0;
   const uint8_t* zeros = w.zeros ? w.zeros + n * w.groups + g0 : nullptr;
   int64_t j = 0;
@@ -231,15 +233,19 @@ static inline void int4_group_factors(const I16Rows& x, const Int4Weight& w, int
       zt[r] = _mm256_add_ps(zt[r], _mm256_setr_ps(zs * x.qsum[r * x.subs + g0 + j], 0, 0, 0, 0, 0, 0, 0));
     }
   }
-  for (int r = 0; r < R; ++r) cs[r][gb] = 0.0f;
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < kGroupPad; ++j) cs[r][gb + j] = 0.0f;
 }
+#endif
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 
 template <int R, int G, typename T>
 static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
                                const float* bias, T* out) {
   const int64_t K = w.K, groups = w.groups;
   const __m256i low4 = _mm256_set1_epi16(0x000F);
-  float cs[R][kGroupBlock + 1];
+  float cs[R][kGroupBlock + kGroupPad];
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint8_t* row = w.packed + n * (K / 2);
     __m256 acc[R], zt[R];
@@ -392,4 +398,5 @@ void int4_dequantize_cols(const uint8_t* packed, const float* scales, const uint
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "int4_gemm/cpu_bf16.h"
+#include "int4_gemm/cpu_gemv_avx512.h"
 #endif

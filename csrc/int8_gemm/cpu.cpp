@@ -104,7 +104,7 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   if (use_i16_activations(out_kind, M, kW8A16Int16MaxRows)) {
     const at::Tensor x_c = x.contiguous();
     I16Buffers x16(M, K, kI16Block, /*with_sums=*/false);
-    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_order=*/false)) {
+    if (x16.quantize(x_c.data_ptr(), out_kind, /*quad_chunk=*/0)) {
       parallel_over_columns(M, N, K, kColumnChunk, epilogue, [&](int64_t n0, int64_t n1) {
         avx2::int8_weight_only_i16_cols(x16.rows(), M, K, w_c.data_ptr<int8_t>(), N, n0, n1, w_s.data_ptr<float>(),
                                         ptr_or_null(b32), out.data_ptr(), out_kind);
