@@ -49,12 +49,23 @@ inline W8A8Operands w8a8_operands(const char* op, const at::Tensor& a, const at:
 // took 0.46-0.68x _int_mm's time at M = 256, 0.6-1.0x at M = 64; at M = 32 _int_mm was
 // 1.0-2.8x slower than the tiles (its choice of kernel there is erratic), at M = 16 1.7-3.9x.
 constexpr int64_t kW8A8IntMmMinRows = 64;
+// ... except while those rows of A fit the tiles' L2 block (dot_tile.h, rows_per_block: 256 KiB
+// of A), so that the weight streams past once; from kW8A8TileMaxRows rows, always _int_mm.
+// Measured after the tiles read A in panels (2 threads, Zen 5, 2026-11-28, weights from DRAM):
+// at M = 64 the tiles took 0.79-0.84x _int_mm's time with K = 4096 and 1.43x with K = 11008
+// (20 rows a block: the weight streamed four times); at M = 96, K = 4096, 0.9x; at M = 128,
+// 0.92-1.09x.
+constexpr int64_t kW8A8TileMaxRows = 128;
+constexpr int64_t kW8A8TileABytes = 256 * 1024;
+inline bool w8a8_takes_int_mm(int64_t M, int64_t K) {
+  return M >= kW8A8TileMaxRows || (M >= kW8A8IntMmMinRows && M * K > kW8A8TileABytes);
+}
 // Columns per _int_mm call: the block's int32 and fp32 sums stay small, where [M, N]
 // temporaries would be fresh pages at large M (first touch ran at ~4 GB/s here). 2048
 // columns per call were as fast as one call (512 were up to 1.5x slower).
 constexpr int64_t kW8A8IntMmBlockN = 2048;
 
-// The W8A8 GEMM from kW8A8IntMmMinRows rows: per block of columns, the int32 sums of
+// The W8A8 GEMM where w8a8_takes_int_mm: per block of columns, the int32 sums of
 // at::_int_mm, then bigaccel.reference.int8_mm's epilogue in fp32 in its order
 // (float(acc) * (a_scale * w_scale), then finish_column_block: bias, activation, rounding).
 // a int8 [M, K] (not shifted to u8: _int_mm multiplies signed bytes), w int8 [N, K].
