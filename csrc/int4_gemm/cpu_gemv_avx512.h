@@ -1,5 +1,5 @@
 // The int4 GEMV with int16 activations on AVX-512 (included by cpu_kernel.h in that tier, which
-// requires VNNI): the AVX2 GEMV's scheme (cpu_kernel.h: x as int16 in quad order, codes unpacked
+// requires VNNI; its int4_gemv_i16_cols dispatches here): the AVX2 GEMV's scheme (cpu_kernel.h: x as int16 in quad order, codes unpacked
 // by shifts and masks, exact int32 sums per group, one fp32 FMA per group, zero points taken off
 // once per output) at twice the width, with vpdpwssd doing vpmaddwd's products and the add. A
 // chunk is 64 packed bytes, 128 k: 32 16-bit lanes, lane i holding k = 4i .. 4i + 3, against x
@@ -9,7 +9,7 @@
 // start from zero, so the dependency chains never cross chunks.
 #pragma once
 
-namespace bigaccel::BIGACCEL_ISA_NS {
+// (Included inside cpu_kernel.h's namespace, after int4_group_factors.)
 
 static inline float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -33,7 +33,7 @@ struct Int4ChunkScales {  // lane -> the chunk's group, for G = 32 and 64
 };
 
 template <int R, int G, typename T>
-static void int4_gemv_zmm_rows(const I16Rows& x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
+static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
                                const float* bias, T* out) {
   constexpr int kGroupsPerChunk = 128 / G;
   static_assert(kGroupBlock % kGroupsPerChunk == 0 && kGroupsPerChunk <= kGroupPad, "chunks stay within a block");
@@ -83,29 +83,3 @@ static void int4_gemv_zmm_rows(const I16Rows& x, const Int4Weight& w, int64_t N,
     }
   }
 }
-
-template <int G, typename T>
-static void int4_gemv_zmm_typed(const I16Rows& x, int64_t M, const Int4Weight& w, int64_t N, int64_t n_begin,
-                                int64_t n_end, const float* bias, T* out) {
-  switch (M) {
-    case 1: return int4_gemv_zmm_rows<1, G>(x, w, N, n_begin, n_end, bias, out);
-    case 2: return int4_gemv_zmm_rows<2, G>(x, w, N, n_begin, n_end, bias, out);
-    case 3: return int4_gemv_zmm_rows<3, G>(x, w, N, n_begin, n_end, bias, out);
-    default: return int4_gemv_zmm_rows<4, G>(x, w, N, n_begin, n_end, bias, out);
-  }
-}
-
-// x from avx2::quantize_rows_i16 with sub = group_size and quad_chunk = 128; M <= kI16MaxRows.
-void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
-                        const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
-                        const float* bias, void* out, DType out_dtype) {
-  const Int4Weight w{packed, scales, zeros, K, group_size};
-  with_element_type(out_dtype, [&](auto tag) {
-    auto* o = static_cast<decltype(tag)*>(out);
-    if (group_size == 32) return int4_gemv_zmm_typed<32>(x, M, w, N, n_begin, n_end, bias, o);
-    if (group_size == 64) return int4_gemv_zmm_typed<64>(x, M, w, N, n_begin, n_end, bias, o);
-    return int4_gemv_zmm_typed<128>(x, M, w, N, n_begin, n_end, bias, o);
-  });
-}
-
-}  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -312,6 +312,11 @@ static void int4_gemv_i16_rows(const I16Rows& x, const Int4Weight& w, int64_t N,
   }
 }
 
+#elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+#include "int4_gemm/cpu_gemv_avx512.h"  // int4_gemv_i16_rows at zmm width
+#endif
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2 || BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 template <int G, typename T>
 static void int4_gemv_i16_typed(const I16Rows& x, int64_t M, const Int4Weight& w, int64_t N, int64_t n_begin,
                                 int64_t n_end, const float* bias, T* out) {
@@ -323,7 +328,8 @@ static void int4_gemv_i16_typed(const I16Rows& x, int64_t M, const Int4Weight& w
   }
 }
 
-// x from avx2::quantize_rows_i16 with sub = group_size and quad order; M <= kI16MaxRows.
+// x from avx2::quantize_rows_i16 with sub = group_size and quad_chunk 64 (AVX2) or 128 (AVX-512);
+// M <= kI16MaxRows.
 void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* packed, const float* scales,
                         const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin, int64_t n_end,
                         const float* bias, void* out, DType out_dtype) {
@@ -336,6 +342,9 @@ void int4_gemv_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* p
   });
 }
 
+#endif
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 // x's 2^e per row, the weight group's scale per column: groups of kI16Block k, so one flush
 // per block (and K, a multiple of the group, needs no padding of x).
 struct Int4GroupScale : I16RowScale {
@@ -398,5 +407,4 @@ void int4_dequantize_cols(const uint8_t* packed, const float* scales, const uint
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "int4_gemm/cpu_bf16.h"
-#include "int4_gemm/cpu_gemv_avx512.h"
 #endif
