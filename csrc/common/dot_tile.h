@@ -6,7 +6,7 @@
 // epilogue receives every finished element.
 //
 // A policy P supplies the vector types: kBytes (elements per step), Acc, zero(),
-// load_a(p[, n]), load_b(p[, n]), dot(acc, a, b), reduce(acc), and the register tile
+// load_a(p[, n]), load_b(p[, n]), dot(acc, a, b), add(acc, acc), reduce(acc), and the register tile
 // kTileM x kTileN that fits the ISA's register file. See vec.h.
 #pragma once
 
@@ -32,6 +32,7 @@ struct DotF32S8 {
   static B load_b(const int8_t* p) { return VecF::load(p); }
   static B load_b(const int8_t* p, int n) { return VecF::load(p, n); }
   static Acc dot(Acc acc, A a, B b) { return fma(a, b, acc); }
+  static Acc add(Acc a, Acc b) { return a + b; }
   static float reduce(Acc acc) { return acc.reduce_add(); }
 };
 
@@ -166,9 +167,7 @@ static void dot_gemv_stream(const TA* a, const int8_t* b, int64_t n_begin, int64
     }
     for (; k + kC <= K; k += kC) acc[0] = P::dot(acc[0], P::load_a(a + k), P::load_b(row + k));
     if (k < K) acc[1] = P::dot(acc[1], P::load_a(a + k, int(K - k)), P::load_b(row + k, int(K - k)));
-    auto total = P::reduce(acc[0]);
-    for (int u = 1; u < kU; ++u) total += P::reduce(acc[u]);
-    epi(0, n, total);
+    epi(0, n, P::reduce(P::add(P::add(acc[0], acc[1]), P::add(acc[2], acc[3]))));
   }
 }
 

@@ -110,6 +110,7 @@ struct DotU8S8 {
     asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
   }
+  static Acc add(Acc a, Acc b) { return _mm512_add_epi32(a, b); }
   static int32_t reduce(Acc acc) { return _mm512_reduce_add_epi32(acc); }
 };
 
@@ -136,6 +137,7 @@ struct DotBF16S8 {
     asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
   }
+  static Acc add(Acc a, Acc b) { return _mm512_add_ps(a, b); }
   static float reduce(Acc acc) { return _mm512_reduce_add_ps(acc); }
 };
 
@@ -257,6 +259,7 @@ struct DotU8S8 {
     const __m256i pairs = _mm256_maddubs_epi16(b.abs_w, _mm256_sign_epi8(a, b.w));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
+  static Acc add(Acc a, Acc b) { return _mm256_add_epi32(a, b); }
   static int32_t reduce(Acc acc) { return reduce_add_epi32(acc); }
 };
 
@@ -338,6 +341,7 @@ struct DotU8S8 {
     for (int i = 0; i < kBytes; ++i) acc += int32_t(a.v[i]) * int32_t(b.v[i]);
     return acc;
   }
+  static Acc add(Acc a, Acc b) { return a + b; }
   static int32_t reduce(Acc acc) { return acc; }
 };
 
