@@ -181,7 +181,7 @@ void run_gating(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
 
 template <typename T>
 void run_dtype(const ActArgs& a, bool backward, int64_t begin, int64_t end) {
-#ifdef BIGACCEL_VEC_MATH_BF16_STORE
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   if constexpr (std::is_same_v<T, bf16_t>)
     if (a.bf16_instructions && !backward) return run_gating<T, true>(a, false, begin, end);
 #endif

@@ -20,20 +20,9 @@ namespace bigaccel::BIGACCEL_ISA_NS {
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 
 inline VecF div(VecF a, VecF b) { return {_mm512_div_ps(a.v, b.v)}; }
-// 2^(n + Offset) from nf = n + 1.5 * 2^23 (n integral, n + Offset in [-126, 127], held in
-// nf's low mantissa bits).
-template <int Offset>
-inline VecF pow2_of_magic(VecF nf) {
-  return {_mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(_mm512_castps_si512(nf.v), 23),
-                                               _mm512_set1_epi32((127 + Offset) << 23)))};
-}
 // Lanes where x has its sign bit set take `neg`, the others `pos`.
 inline VecF select_sign(VecF x, VecF neg, VecF pos) {
   return {_mm512_mask_blend_ps(_mm512_movepi32_mask(_mm512_castps_si512(x.v)), pos.v, neg.v)};
-}
-// v where x >= bound, else 0 (nan x included).
-inline VecF zero_below(VecF v, VecF x, float bound) {
-  return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(bound), _CMP_GE_OQ), v.v)};
 }
 // -|x| in one operation.
 inline VecF neg_abs(VecF x) { return {_mm512_or_ps(x.v, _mm512_set1_ps(-0.0f))}; }
@@ -48,7 +37,6 @@ inline VecF one_minus_where_nonnegative(VecF x, VecF h) {
   return {_mm512_mask_sub_ps(h.v, nonneg, _mm512_set1_ps(1.0f), h.v)};
 }
 inline VecF reciprocal_fast(VecF b) { return {_mm512_rcp14_ps(b.v)}; }
-#define BIGACCEL_VEC_MATH_AVX512 1
 // a / b for the Fast (16-bit output) polynomials: vrcp14ps is within 2^-14 relative, a
 // quarter of an fp16 half-ulp, and costs a fraction of vdivps.
 inline VecF div_fast(VecF a, VecF b) { return {_mm512_mul_ps(a.v, _mm512_rcp14_ps(b.v))}; }
@@ -113,7 +101,6 @@ inline void store_pair_bf16_instructions(VecF even, VecF odd, bf16_t* p, bool st
   const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(odd.v, even.v);  // even in the low half
   write_line(p, _mm512_permutexvar_epi16(_mm512_load_si512(kInterleave), both), stream);
 }
-#define BIGACCEL_VEC_MATH_BF16_STORE 1
 
 #elif BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX2
 
@@ -192,7 +179,7 @@ inline void store_out(VecF v, T* p, int n) { v.store(p, n); }
 
 #endif
 
-#ifndef BIGACCEL_VEC_MATH_AVX512
+#if BIGACCEL_VEC_LEVEL != BIGACCEL_ISA_AVX512
 inline void stream_fence() {}
 inline VecF neg_abs(VecF x) { return VecF::zero() - abs(x); }
 inline VecF abs_min(VecF x, float bound) { return min(abs(x), VecF::broadcast(bound)); }
@@ -218,7 +205,7 @@ inline void store_pair(VecF a, VecF b, T* p) {
 // `stream` (AVX-512 only: the other tiers store as usual).
 template <bool Bf16Instructions, typename T>
 inline void store_pair_as(VecF a, VecF b, T* p, bool stream) {
-#ifdef BIGACCEL_VEC_MATH_BF16_STORE
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   if constexpr (Bf16Instructions && std::is_same_v<T, bf16_t>) return store_pair_bf16_instructions(a, b, p, stream);
   return store_pair(a, b, p, stream);
 #else
@@ -262,11 +249,11 @@ constexpr float kErfcPolyFast[] = {-0.08970871567726135f, 0.08108232170343399f, 
 // exp(x) / 2^n for integral n = round(x / ln2): Cody-Waite reduction to |r| <= ln2/2
 // (ln2 split so that n * hi is exact), then the degree-6 (Fast: 3) polynomial of exp(r).
 template <bool Fast = false>
-inline VecF exp_reduced(VecF x, VecF n) {
+inline VecF exp_reduced(VecF x, VecF n, float scale = 1.0f) {
   VecF r = fma(n, VecF::broadcast(-0.693145751953125f), x);
   r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), r);
-  if constexpr (Fast) return horner(r, kExpPolyFast);
-  return horner(r, kExpPoly);
+  if constexpr (Fast) return horner(r, kExpPolyFast, scale);
+  return horner(r, kExpPoly, scale);
 }
 
 // a * b + c with one rounding on every tier (vec.h's portable fma rounds twice,
@@ -287,29 +274,24 @@ inline VecF fused_mul_add(VecF a, VecF b, VecF c) {
 // included. (A clamp at -87 instead once made silu(-3e38) = -3e38 * exp(-87) = -4.9.)
 template <bool Fast = false, int Scale = 0, bool Clamp = true>
 inline VecF exp_nonpositive(VecF x) {
-#ifdef BIGACCEL_VEC_MATH_AVX512
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   // n by rounding, 2^Scale folded into the polynomial (exact) and vscalefps, which rounds
   // through the denormals to 0: 2-3 operations fewer than the exponent-field form below. Fast
   // reduces in one step (n ln2's rounding costs n * 2^-25 relative, under 4e-6 here). Past
   // -200, exp(x) 2^24 is 0 in fp32, so clamping there changes nothing and keeps r small (a
   // nan x becomes -200: the callers multiply the result by x or add it to a function of x,
   // which keeps the nan); Clamp = false where the caller's x >= -200 already.
-  {
-    const VecF xc = Clamp ? max(x, VecF::broadcast(-200.0f)) : x;
-    const VecF n = round_even(xc * VecF::broadcast(1.44269502f));
-    if constexpr (Fast) {
-      const VecF r = fma(n, VecF::broadcast(-0.6931471805599453f), xc);
-      return scale_pow2(horner(r, kExpPolyFast, float(1 << Scale)), n);
-    } else {
-      const VecF r = fma(n, VecF::broadcast(-1.4286068203094172e-06f), fma(n, VecF::broadcast(-0.693145751953125f), xc));
-      return scale_pow2(horner(r, kExpPoly, float(1 << Scale)), n);
-    }
-  }
-#endif
+  const VecF xc = Clamp ? max(x, VecF::broadcast(-200.0f)) : x;
+  const VecF n = round_even(xc * VecF::broadcast(1.44269502f));
+  if constexpr (Fast)
+    return scale_pow2(horner(fma(n, VecF::broadcast(-0.6931471805599453f), xc), kExpPolyFast, float(1 << Scale)), n);
+  return scale_pow2(exp_reduced(xc, n, float(1 << Scale)), n);
+#else
   const VecF magic = VecF::broadcast(12582912.0f);
   const VecF nf = fma(x, VecF::broadcast(1.44269502f), magic);
   const VecF n = nf - magic;
   return zero_below(exp_reduced<Fast>(x, n) * pow2_of_magic<Scale>(nf), x, -87.0f - 0.6931472f * Scale);
+#endif
 }
 
 // 1 / (1 + exp(-x)), from e = exp(-|x|) <= 1, which cannot overflow: 1 / (1 + e) for
