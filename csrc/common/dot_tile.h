@@ -162,7 +162,7 @@ static void dot_gemv_stream(const TA* a, const int8_t* b, int64_t n_begin, int64
     for (int u = 0; u < kU; ++u) acc[u] = P::zero();
     int64_t k = 0;
     for (; k + kU * kC <= K; k += kU * kC) {
-      for (int l = 0; l < kU * kC; l += 64) __builtin_prefetch(row + k + l + dist, 0, 2);
+      prefetch_l2(row + k + dist, kU * kC);
       for (int u = 0; u < kU; ++u) acc[u] = P::dot(acc[u], P::load_a(a + k + u * kC), P::load_b(row + k + u * kC));
     }
     for (; k + kC <= K; k += kC) acc[0] = P::dot(acc[0], P::load_a(a + k), P::load_b(row + k));
