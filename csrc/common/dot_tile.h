@@ -192,7 +192,7 @@ static inline int64_t rows_per_block(int64_t K, int64_t elem_bytes, int mr) {
   return rows < mr ? mr : rows;
 }
 
-// The W8A8 epilogue of bigaccel.reference.int8_mm for DotU8S8 sums, which include
+// The W8A8 epilogue of bigaccel.reference.int8_mm, in its order, for DotU8S8 sums, which include
 // kOffsetA * sum_k w: out[m][n] = float(acc) * (a_scale[m] * w_scale[n]) + bias[n].
 template <typename T>
 struct W8A8Epilogue {
@@ -203,7 +203,12 @@ struct W8A8Epilogue {
   T* out;
   int64_t N;
   void operator()(int64_t m, int64_t n, int32_t acc) const {
-    const float v = float(acc - DotU8S8::kOffsetA * w_sum[n]) * (a_scale[m] * w_scale[n]);
+    float v = float(acc - DotU8S8::kOffsetA * w_sum[n]) * (a_scale[m] * w_scale[n]);
+#if defined(__x86_64__)
+    // Opaque to the compiler, so that the bias is added to the rounded product, as in the
+    // reference, not fused with it into an fma: every M then gives the reference's bits.
+    asm("" : "+x"(v));
+#endif
     from_float(bias ? v + bias[n] : v, out + m * N + n);
   }
 };

@@ -56,7 +56,7 @@ at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at:
   const at::Tensor w_c = w.contiguous();
   const at::Tensor a_s = a_scale.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
-  if (w8a8_takes_int_mm(M, K)) {
+  if (cpu::active_isa() != cpu::Isa::Avx512 && w8a8_takes_int_mm(M, K)) {
     int8_mm_blocks_int_mm(a, a_s, w_c, w_s, b32, act, out, op);
     return out;
   }

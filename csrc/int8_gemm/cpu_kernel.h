@@ -13,14 +13,29 @@
 #include "common/act_i16.h"
 #include "common/i16_gemm.h"
 #include "common/dot_tile.h"
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+#include "int8_gemm/cpu_vnni_gemm.h"
+#endif
 
 namespace bigaccel::BIGACCEL_ISA_NS {
+
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+// From this M, W8A8 on AVX-512 runs cpu_vnni_gemm.h's outer-product GEMM, for every larger M.
+// One Zen 5 core, 4096/11008 weights in L3 or DRAM (2026-11-28): at M = 12 it ran at 0.56-0.59
+// TOP/s against the dot-product tiles' 0.40-0.63, at M = 16 0.71-0.75 against 0.48-0.64, from
+// M = 32 0.94-0.99 (90-95% of the core's vpdpbusd rate) against 0.44-0.72. Below 12 rows most of
+// a 16-row block would be padding.
+constexpr int64_t kVnniGemmMinRows = 12;
+#endif
 
 template <typename T>
 static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,
                           int64_t n_end, const float* a_scale, const float* w_scale, const int32_t* w_sum,
                           const float* bias, T* out) {
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+  if (M >= kVnniGemmMinRows) return vnni_gemm(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, out);
+#endif
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
   dot_gemm_panels<DotU8S8, MR, NR>(a, M, w, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
 }

@@ -41,10 +41,12 @@ inline W8A8Operands w8a8_operands(const char* op, const at::Tensor& a, const at:
   return {a_u8, sums};
 }
 
-// From this M, the exact int32 sums come from torch's int8 GEMM (at::_int_mm: oneDNN, which
-// packs the weight and blocks over M, N and K) instead of the register tiles of
-// common/dot_tile.h, which re-read all of x for every 4 columns and reduce each accumulator
-// horizontally. Same sums, same epilogue, so the same bits. Measured (2 threads, AVX-512 VNNI,
+// On the AVX2 and portable tiers, from this M the exact int32 sums come from torch's int8 GEMM
+// (at::_int_mm: oneDNN, which packs the weight and blocks over M, N and K) instead of the
+// register tiles of common/dot_tile.h, which re-read all of x for every 4 columns and reduce
+// each accumulator horizontally. Same sums, same epilogue, so the same bits. (The AVX-512 tier
+// has its own GEMM, int8_gemm/cpu_vnni_gemm.h, at 1.0-1.5x _int_mm's rate from M = 64; the
+// figures below are its tiles', from before it had one.) Measured (2 threads, AVX-512 VNNI,
 // Zen 5, 2026-11-27, 11008 x 4096 and 4096 x 11008, bf16 x, weights from DRAM): the tiles
 // took 0.46-0.68x _int_mm's time at M = 256, 0.6-1.0x at M = 64; at M = 32 _int_mm was
 // 1.0-2.8x slower than the tiles (its choice of kernel there is erratic), at M = 16 1.7-3.9x.

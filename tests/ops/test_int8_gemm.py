@@ -4,16 +4,19 @@ import torch
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases, cpu_bf16_gemm, int16_activation_error
+from tests.conftest import backend_cases, cpu_bf16_gemm, int16_activation_error, supported_isas
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 3, 17, 64, 200]
 # bf16/fp16 x on x86 is held as int16 up to this many rows (kW8A16Int16MaxRows in
 # csrc/int8_gemm/cpu.cpp: the GEMV to M = 4, then the blocked GEMM; above, the fp32 GEMM path).
 W8A16_INT16_MAX_ROWS = 256
-# From this M, W8A8 on CPU takes its int32 sums from torch._int_mm and applies the reference's
-# epilogue in its order, once M * K is over W8A8_TILE_A_BYTES; from W8A8_TILE_MAX_ROWS always
-# (w8a8_takes_int_mm in csrc/int8_gemm/cpu_w8a8.h).
+# From this M, W8A8 on the AVX-512 tier runs its own GEMM, whose epilogue is the reference's in
+# its order (kVnniGemmMinRows in csrc/int8_gemm/cpu_kernel.h; cpu_vnni_gemm.h).
+W8A8_VNNI_MIN_ROWS = 12
+# On the other tiers, from this M W8A8 takes its int32 sums from torch._int_mm and applies the
+# reference's epilogue in its order, once M * K is over W8A8_TILE_A_BYTES; from
+# W8A8_TILE_MAX_ROWS always (w8a8_takes_int_mm in csrc/int8_gemm/cpu_w8a8.h).
 W8A8_INT_MM_MIN_ROWS = 64
 W8A8_TILE_MAX_ROWS = 128
 W8A8_TILE_A_BYTES = 256 * 1024
@@ -93,19 +96,24 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
 
 @pytest.mark.parametrize("activation", ["none", "gelu_tanh"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("m,k", [(W8A8_INT_MM_MIN_ROWS - 1, 4201), (W8A8_INT_MM_MIN_ROWS, 130),
+@pytest.mark.parametrize("m,k", [(W8A8_VNNI_MIN_ROWS - 1, 4201), (W8A8_VNNI_MIN_ROWS, 4201), (17, 130),
+                                 (W8A8_INT_MM_MIN_ROWS - 1, 4201), (W8A8_INT_MM_MIN_ROWS, 130),
                                  (W8A8_INT_MM_MIN_ROWS, 4201), (W8A8_TILE_MAX_ROWS - 1, 130),
-                                 (W8A8_TILE_MAX_ROWS, 130)])
-def test_w8a8_cpu_on_each_side_of_the_int_mm_switch(m, k, dtype, activation):
-    """The register tiles below the switch; from it, torch._int_mm's exact sums and the
-    reference's epilogue in its order: the reference's bits (N = 2100: two column blocks); the
-    activation is bigaccel's own (vectorized) one, within an ulp or two of torch's."""
+                                 (W8A8_TILE_MAX_ROWS, 130), (300, 1031)])
+@pytest.mark.parametrize("case", [pytest.param(("cpu", "cpu", isa), id=f"cpu-{isa}") for isa in supported_isas()])
+def test_w8a8_cpu_on_each_side_of_each_path_switch(case, m, k, dtype, activation, use_backend):
+    """The register tiles below each switch; above it, the AVX-512 GEMM (rows in 16-row blocks,
+    k in chunks of 1024 bytes, columns in blocks of 96, rows in blocks of 256: M = 300 crosses
+    one) or, on the other tiers, torch._int_mm's exact sums. Every path applies the reference's
+    epilogue in its order (no fma contraction), so each gives the reference's bits (N = 2100:
+    column blocks with a tail). The activation is bigaccel's own (vectorized) one, within an
+    ulp or two of torch's."""
+    use_backend(*case[::2])
     x, w, w_scale, b = _data(m, 2100, k, dtype, seed=m)
     a, a_scale = reference.quantize_per_token(x)
     out = torch.ops.bigaccel.int8_mm(a, a_scale, w, w_scale, None, b, dtype, activation)
     ref = reference.int8_mm(a, a_scale, w, w_scale, b, dtype, activation)
-    int_mm = m >= W8A8_TILE_MAX_ROWS or (m >= W8A8_INT_MM_MIN_ROWS and m * k > W8A8_TILE_A_BYTES)
-    if int_mm and activation == "none":
+    if activation == "none":
         assert torch.equal(out, ref)
     else:
         assert (out.double() - ref.double()).abs().max() <= 4 * torch.finfo(dtype).eps * ref.double().abs().max()
@@ -182,7 +190,8 @@ def test_opcheck():
     for out_dtype in (torch.float32, torch.bfloat16):
         torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, None, b, out_dtype))
     torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (a, a_scale, w, w_scale, w.sum(1, dtype=torch.int32)))
-    xl, wl, w_scale_l, bl = _data(W8A8_TILE_MAX_ROWS, 24, 40, torch.float32)  # torch._int_mm's sums on CPU
+    # torch._int_mm's sums below AVX-512, its own GEMM on that tier
+    xl, wl, w_scale_l, bl = _data(W8A8_TILE_MAX_ROWS, 24, 40, torch.float32)
     al, al_scale = reference.quantize_per_token(xl)
     torch.library.opcheck(torch.ops.bigaccel.int8_mm.default, (al, al_scale, wl, w_scale_l, None, bl, torch.bfloat16))
     torch.library.opcheck(torch.ops.bigaccel.int8_weight_only_mm.default, (x.bfloat16(), w, w_scale, b.bfloat16()))
