@@ -34,12 +34,6 @@ constexpr int64_t kColumnChunk = 16;  // a whole number of every ISA's column ti
 // 4096/11008 weights): 1.0-1.35x at M = 128, 1.1-1.15x at 256, 0.67-0.87x at 1024, where
 // re-reading all of x per 16 columns costs more than the GEMM's blocking saves.
 constexpr int64_t kW8A16Int16MaxRows = 256;
-// From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over int8 weight blocks
-// widened to bf16 (cpu_parallel.h); below it, the vdpbf16ps register tiles of cpu_kernel.h.
-// Measured against the tiles (2 threads, Zen 5, 2026-11-27, 4096 x 4096, weights from DRAM):
-// 0.3x at M = 8, 0.78x at 32, 1.15x at 64, 1.8x at 256 (0.9x bf16 F.linear there).
-constexpr int64_t kW8A16Bf16GemmMinRows = 64;
-
 at::Tensor int8_mm_cpu(const at::Tensor& a, const at::Tensor& a_scale, const at::Tensor& w, const at::Tensor& w_scale,
                        const std::optional<at::Tensor>& w_sum, const std::optional<at::Tensor>& bias,
                        at::ScalarType out_dtype, const std::string& activation) {
@@ -84,11 +78,8 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   const auto epilogue = activations::make_epilogue(act, out, op);
   // int8 weights are exact in fp32 and in bf16.
   const auto fill = [&](int64_t n0, int64_t nb, at::Tensor& tile) { tile.copy_(w_c.narrow(0, n0, nb)); };
-  if (use_bf16_gemm(x, kW8A16Bf16GemmMinRows)) {
-    weight_blocks_gemm(x.contiguous(), out, fill, /*fill_any_dtype=*/true, w_s, b32, act, op);
-    return out;
-  }
 #if defined(__x86_64__)
+  // bf16 x with AVX512_BF16: vdpbf16ps on the weight as bf16 (exact), at every M (cpu_kernel.h).
   if (out_kind == DType::BF16 && cpu::has_avx512_bf16()) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());

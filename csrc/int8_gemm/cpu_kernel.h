@@ -14,13 +14,13 @@
 #include "common/i16_gemm.h"
 #include "common/dot_tile.h"
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
-#include "int8_gemm/cpu_vnni_gemm.h"
+#include "common/rowvec_gemm.h"
 #endif
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
-// From this M, W8A8 on AVX-512 runs cpu_vnni_gemm.h's outer-product GEMM, for every larger M.
+// From this M, W8A8 on AVX-512 runs common/rowvec_gemm.h's outer-product GEMM, for every larger M.
 // One Zen 5 core, 4096/11008 weights in L3 or DRAM (2026-11-28): at M = 12 it ran at 0.56-0.59
 // TOP/s against the dot-product tiles' 0.40-0.63, at M = 16 0.71-0.75 against 0.48-0.64, from
 // M = 32 0.94-0.99 (90-95% of the core's vpdpbusd rate) against 0.44-0.72. Below 12 rows most of
@@ -34,7 +34,9 @@ static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* 
                           const float* bias, T* out) {
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
-  if (M >= kVnniGemmMinRows) return vnni_gemm(a, M, K, w, N, n_begin, n_end, a_scale, w_scale, w_sum, bias, out);
+  if (M >= kVnniGemmMinRows)
+    return rowvec_gemm<RowVecU8S8>(a, M, K, w, n_begin, n_end,
+                                   RowVecW8A8Epilogue<T>{a_scale, w_scale, w_sum, bias, out, N});
 #endif
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
   dot_gemm_panels<DotU8S8, MR, NR>(a, M, w, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);
@@ -171,11 +173,20 @@ void int8_weight_only_i16_cols(const I16Rows& x, int64_t M, int64_t K, const int
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 // W8A16 with bf16 activations on CPUs with AVX512_BF16: products of bf16 and int8
-// are exact in fp32 either way, and vdpbf16ps does twice the work of an fp32 FMA.
+// are exact in fp32 either way, and vdpbf16ps does twice the work of an fp32 FMA. From
+// kW8A16RowVecMinRows rows, common/rowvec_gemm.h's GEMM on weight chunks staged as bf16, for
+// every larger M. Two threads, 4096/11008 weights in L3 or DRAM (2026-11-28), TFLOP/s against
+// the dot-product tiles below and, from M = 64, torch's bf16 GEMM over weight blocks widened to
+// bf16: 0.44-0.50 against 0.45-0.47 at M = 16-20 (one 16-row block is bound by its
+// broadcasts), 0.53-0.60 against 0.46 at 24, 0.79-0.85 against 0.45-0.47 at 48, 0.81-0.87
+// against 0.61-0.65 at 64, 0.91-0.94 against 0.87-0.90 at 256.
+constexpr int64_t kW8A16RowVecMinRows = 24;
 template <typename T>
 static void int8_weight_only_bf16_typed(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N,
                                         int64_t n_begin, int64_t n_end, const float* w_scale, const float* bias,
                                         T* out) {
+  if (M >= kW8A16RowVecMinRows)
+    return rowvec_gemm<RowVecBF16S8>(x, M, K, w, n_begin, n_end, RowVecW8A16Epilogue<T>{w_scale, bias, out, N});
   constexpr int MR = DotBF16S8::kTileM, NR = DotBF16S8::kTileN;
   auto epi = [&](int64_t m, int64_t n, float acc) {
     const float v = acc * w_scale[n];

@@ -20,9 +20,9 @@ W8A8_VNNI_MIN_ROWS = 12
 W8A8_INT_MM_MIN_ROWS = 64
 W8A8_TILE_MAX_ROWS = 128
 W8A8_TILE_A_BYTES = 256 * 1024
-# From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over int8 weight blocks
-# widened to bf16 (kW8A16Bf16GemmMinRows in csrc/int8_gemm/cpu.cpp).
-W8A16_BF16_GEMM_MIN_ROWS = 64
+# From this M, bf16 x on a CPU with AVX512_BF16 runs the outer-product GEMM on weight chunks
+# staged as bf16 (kW8A16RowVecMinRows in csrc/int8_gemm/cpu_kernel.h; common/rowvec_gemm.h).
+W8A16_BF16_ROWVEC_MIN_ROWS = 24
 # N and K odd, prime, or not multiples of any vector width (16, 32, 64) or tile (4); and one
 # aligned shape (K % 16 == 0, N % 8 == 0) that the CUDA tensor-core path takes when M > 8.
 NKS = [(17, 33), (33, 1000), (100, 257), (64, 4099), (128, 512)]
@@ -85,7 +85,7 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
     # fp32 sums of K products in another order differ by at most ~K*eps*sum|x*w| (times the
     # scale); then one rounding to the output dtype each side; plus, where x is held as int16,
     # that representation's error (never for bf16 x on an AVX512_BF16 CPU: the vdpbf16ps tiles,
-    # then the bf16 GEMM, take x as it is).
+    # then the outer-product GEMM, take x as it is).
     w_dense = w.double() * w_scale.double()[:, None]
     sum_abs = x.double().abs() @ w_dense.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
@@ -120,16 +120,19 @@ def test_w8a8_cpu_on_each_side_of_each_path_switch(case, m, k, dtype, activation
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
-@pytest.mark.parametrize("m", [4, 5, W8A16_BF16_GEMM_MIN_ROWS - 1, W8A16_BF16_GEMM_MIN_ROWS, W8A16_INT16_MAX_ROWS,
-                               W8A16_INT16_MAX_ROWS + 1])
+@pytest.mark.parametrize("m", [4, 5, W8A16_BF16_ROWVEC_MIN_ROWS - 1, W8A16_BF16_ROWVEC_MIN_ROWS, 64,
+                               W8A16_INT16_MAX_ROWS, W8A16_INT16_MAX_ROWS + 1, 300])
 def test_w8a16_bf16_at_each_cpu_path_boundary(case, m, use_backend):
     """The int16 GEMV, the int16 GEMM, the last row it takes and the fp32 GEMM path after it;
-    with AVX512_BF16, the vdpbf16ps tiles and the bf16 GEMM from W8A16_BF16_GEMM_MIN_ROWS."""
+    with AVX512_BF16, the vdpbf16ps tiles and the outer-product GEMM from
+    W8A16_BF16_ROWVEC_MIN_ROWS (M = 300: two blocks of rows; K = 1031 below: k chunks with a
+    tail; N = 2100: column blocks with a tail)."""
     backend, device, isa = case
     if backend == "triton" and device == "cpu" and m > 8:
         pytest.skip("too large for the Triton interpreter")
     use_backend(backend, isa)
-    x, w, w_scale, b = _data(m, 37, 300, torch.bfloat16, seed=m)
+    n, k = (37, 300) if m < W8A16_BF16_ROWVEC_MIN_ROWS or backend != "cpu" else (2100, 1031)
+    x, w, w_scale, b = _data(m, n, k, torch.bfloat16, seed=m)
     out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
     ref = reference.int8_weight_only_mm(x, w, w_scale, b)
     assert torch.all((out.double() - ref.double()).abs() <= _w8a16_tolerance(case, x, w, w_scale, b, ref))

@@ -1,0 +1,279 @@
+// GEMM of activations A [M, K] and a weight W [N, K] on AVX-512, in outer-product form: a zmm
+// holds one 4-byte unit of k (4 u8 or 2 bf16 elements) of 16 rows of A, packed once per call,
+// and one unit of a weight row (one output column) is broadcast against it, so each vpdpbusd
+// or vdpbf16ps adds to 16 finished dot products. The dot-product tiles of common/dot_tile.h
+// instead re-read all of A per 4 columns and reduce every accumulator horizontally: for W8A8
+// they ran at 0.64-0.74 of one Zen 5 core's vpdpbusd rate at M = 16-64 (weights in L3), this
+// form at 0.90-0.95 from M = 32.
+//
+// Blocking (Goto's, with the operands' roles swapped): per block of kRowVecNB columns and
+// kRowVecUnits units of k, each tile of up to 64 rows keeps its 16 KiB of packed A in L1
+// while the block's weight rows (kRowVecNB x 1 KiB, L2) are broadcast past it; the block's
+// sums live in a column-major buffer [columns][rows] between k chunks, and the epilogue reads
+// them back 16 columns at a time.
+//
+// A policy P gives: TA (A's element type), Sum and Acc (int32 or fp32 lanes), dot(acc, a, w),
+// and either kStaged = false (W is int8 read in place, 4 k per unit) or kStaged = true with
+// stage(w_row, k0, n, dst), which writes n elements of a weight row from k0 as units (as
+// bf16: the exact value that the reference multiplies), zero-padded to a whole unit.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/dot_tile.h"
+
+namespace bigaccel::BIGACCEL_ISA_NS {
+
+constexpr int64_t kRowVecUnitBytes = 4;
+constexpr int64_t kRowVecNB = 96;      // columns per block: a multiple of every tile's NR and of 16
+constexpr int64_t kRowVecUnits = 256;  // units of k per chunk: 16 KiB of a 64-row tile's A
+constexpr int64_t kRowVecMB = 256;     // rows per block: the block's sums stay in L2 (96 KiB)
+constexpr int kRowVecMaxNR = 12;
+
+// W8A8: u8 activations (+128) against int8 weights read in place.
+struct RowVecU8S8 {
+  using TA = uint8_t;
+  using Sum = int32_t;
+  using Acc = __m512i;
+  static constexpr bool kStaged = false;
+  static Acc zero() { return _mm512_setzero_si512(); }
+  static Acc load(const Sum* p) { return _mm512_loadu_si512(p); }
+  static void store(Sum* p, Acc v) { _mm512_storeu_si512(p, v); }
+  static Acc gather(__m512i offsets, __mmask16 mask, const Sum* base) {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets, base, 4);
+  }
+  static Acc dot(Acc acc, __m512i a, __m512i w) { return DotU8S8::dot(acc, a, w); }
+};
+
+// W8A16: bf16 activations against int8 weights staged as bf16 (exact), fp32 sums.
+struct RowVecBF16S8 {
+  using TA = bf16_t;
+  using Sum = float;
+  using Acc = __m512;
+  static constexpr bool kStaged = true;
+  static Acc zero() { return _mm512_setzero_ps(); }
+  static Acc load(const Sum* p) { return _mm512_loadu_ps(p); }
+  static void store(Sum* p, Acc v) { _mm512_storeu_ps(p, v); }
+  static Acc gather(__m512i offsets, __mmask16 mask, const Sum* base) {
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, base, 4);
+  }
+  static Acc dot(Acc acc, __m512i a, __m512i w) { return DotBF16S8::dot(acc, (__m512bh)a, (__m512bh)w); }
+  static void stage(const int8_t* row, int64_t k0, int64_t n, uint8_t* dst) {
+    auto* out = reinterpret_cast<bf16_t*>(dst);
+    int64_t k = 0;
+    for (; k + 32 <= n; k += 32)
+      _mm512_storeu_si512(out + k, (__m512i)DotBF16S8::load_b(row + k0 + k));
+    if (k < n) {  // zero up to the whole unit
+      const int rest = int(n - k), padded = int(round_up(rest, 2));
+      _mm512_mask_storeu_epi16(out + k, DotBF16S8::mask(padded), (__m512i)DotBF16S8::load_b(row + k0 + k, rest));
+    }
+  }
+};
+
+template <class P>
+static constexpr int64_t rowvec_per_unit() { return kRowVecUnitBytes / int64_t(sizeof(typename P::TA)); }
+
+// A [M, K] into blocks of 16 rows: per unit u, the unit of each row r in turn (64 bytes: one
+// zmm). Rows past M and elements past K are zero (no product).
+template <typename TA>
+static void rowvec_pack(const TA* a, int64_t M, int64_t K, int64_t units, uint8_t* packed) {
+  constexpr int64_t per = kRowVecUnitBytes / int64_t(sizeof(TA));
+  const int64_t full = K / per, tail = K % per;
+  std::memset(packed, 0, size_t(round_up(M, 16) * units * kRowVecUnitBytes));
+  for (int64_t m = 0; m < M; ++m) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(packed + (m / 16) * units * 64) + m % 16;
+    const auto* src = reinterpret_cast<const uint8_t*>(a + m * K);
+    for (int64_t u = 0; u < full; ++u) std::memcpy(dst + u * 16, src + u * kRowVecUnitBytes, kRowVecUnitBytes);
+    if (tail) std::memcpy(dst + full * 16, src + full * kRowVecUnitBytes, size_t(tail) * sizeof(TA));
+  }
+}
+
+static inline __m512i rowvec_broadcast(const uint8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return _mm512_set1_epi32(v);
+}
+
+// c[j][16 i + r] (+)= the dot product over `units` units of row r of A block i and weight row
+// j: MZ blocks x NR columns. a points at block 0's first unit (blocks a_block bytes apart), w
+// at row 0's (rows ldw bytes apart); the last unit has tail_bytes bytes (0: all 4).
+template <class P, int MZ, int NR>
+static void rowvec_tile(const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw, int64_t units,
+                        int tail_bytes, typename P::Sum* c, int64_t ldc, bool accumulate) {
+  typename P::Acc acc[NR][MZ];
+  for (int j = 0; j < NR; ++j)
+    for (int i = 0; i < MZ; ++i) acc[j][i] = accumulate ? P::load(c + j * ldc + 16 * i) : P::zero();
+  auto step = [&](int64_t u, auto&& weight_unit) {
+    __m512i va[MZ];
+    for (int i = 0; i < MZ; ++i) va[i] = _mm512_loadu_si512(a + i * a_block + u * 64);
+    for (int j = 0; j < NR; ++j) {
+      const __m512i vw = weight_unit(w + j * ldw + u * kRowVecUnitBytes);
+      for (int i = 0; i < MZ; ++i) acc[j][i] = P::dot(acc[j][i], va[i], vw);
+    }
+  };
+  const int64_t full = tail_bytes ? units - 1 : units;
+  int64_t u = 0;
+  for (; u + 16 <= full; u += 16) {
+    // In place (not staged), one line of each of the next NR weight rows (the next tile's; at
+    // small M the next step's): hardware prefetchers stop at every 4 KiB page.
+    if constexpr (!P::kStaged)
+      for (int j = 0; j < NR; ++j) __builtin_prefetch(w + (NR + j) * ldw + u * kRowVecUnitBytes, 0, 2);
+#pragma GCC unroll 4
+    for (int v = 0; v < 16; ++v) step(u + v, rowvec_broadcast);
+  }
+  for (; u < full; ++u) step(u, rowvec_broadcast);
+  if (tail_bytes)
+    step(full, [&](const uint8_t* p) {
+      int32_t v = 0;
+      std::memcpy(&v, p, size_t(tail_bytes));
+      return _mm512_set1_epi32(v);
+    });
+  for (int j = 0; j < NR; ++j)
+    for (int i = 0; i < MZ; ++i) P::store(c + j * ldc + 16 * i, acc[j][i]);
+}
+
+// Tiles of MZ blocks over columns [0, ncols) of w, NR at a time; a last step of fewer than NR
+// columns runs on a zero-padded copy of its rows and writes its spare columns past ncols
+// (c has kRowVecMaxNR spare columns).
+template <class P, int MZ, int NR>
+static void rowvec_tile_columns(const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw, int64_t ncols,
+                                int64_t units, int tail_bytes, typename P::Sum* c, int64_t ldc, bool accumulate,
+                                uint8_t* edge) {
+  int64_t j = 0;
+  for (; j + NR <= ncols; j += NR)
+    rowvec_tile<P, MZ, NR>(a, a_block, w + j * ldw, ldw, units, tail_bytes, c + j * ldc, ldc, accumulate);
+  if (j == ncols) return;
+  const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
+  const int64_t bytes = units * kRowVecUnitBytes - (tail_bytes ? kRowVecUnitBytes - tail_bytes : 0);
+  std::memset(edge, 0, size_t(NR * row_bytes));
+  for (int64_t r = 0; r < ncols - j; ++r) std::memcpy(edge + r * row_bytes, w + (j + r) * ldw, size_t(bytes));
+  rowvec_tile<P, MZ, NR>(a, a_block, edge, row_bytes, units, 0, c + j * ldc, ldc, accumulate);
+}
+
+// A tile of mz (1-4) blocks in its register shape: MZ * NR <= 24 accumulators, and at most 12
+// weight rows: rows K = 4096 apart share an L1 set (12 ways), and one block against 24 of them
+// ran at 0.2 TOP/s on one core (8 rows: 0.75). One block is bound by the broadcasts (one per
+// vpdpbusd; 24 staged rows, 1 KiB apart, ran no faster than 8).
+template <class P>
+static void rowvec_tile_rows(int mz, const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw,
+                             int64_t ncols, int64_t units, int tail_bytes, typename P::Sum* c, int64_t ldc,
+                             bool accumulate, uint8_t* edge) {
+  switch (mz) {
+    case 1: return rowvec_tile_columns<P, 1, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    case 2: return rowvec_tile_columns<P, 2, 12>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    case 3: return rowvec_tile_columns<P, 3, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    default: return rowvec_tile_columns<P, 4, 6>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+  }
+}
+
+// Rows [0, M) x columns [n_begin, n_end) of A W^T, w int8 [N, K]. For each block of rows and
+// columns, epi.columns(col, n) prepares 16 columns (n of them real) and epi.row(cols, m, col,
+// n, acc) finishes row m of them from their sums.
+template <class P, typename Epi>
+static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const int8_t* w, int64_t n_begin,
+                        int64_t n_end, const Epi& epi) {
+  using Sum = typename P::Sum;
+  constexpr int64_t per = rowvec_per_unit<P>();
+  const int64_t units = (K + per - 1) / per, a_block = units * 64;
+  const int tail = P::kStaged ? 0 : int(K % per);  // staged rows are zero-padded to a whole unit
+  const int64_t mb_rows = std::min(round_up(M, 16), kRowVecMB);
+  const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
+  std::vector<uint8_t> packed(size_t(mb_rows / 16 * a_block));
+  std::vector<Sum> sums(size_t((kRowVecNB + kRowVecMaxNR) * mb_rows));
+  std::vector<uint8_t> edge(size_t(kRowVecMaxNR * row_bytes));
+  std::vector<uint8_t> staged(P::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
+  const __m512i column_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                    _mm512_set1_epi32(int32_t(mb_rows)));
+  for (int64_t m0 = 0; m0 < M; m0 += kRowVecMB) {
+    const int64_t rows = std::min(M - m0, kRowVecMB), blocks = (rows + 15) / 16;
+    rowvec_pack(a + m0 * K, rows, K, units, packed.data());
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += kRowVecNB) {
+      const int64_t ncols = std::min(n_end - n0, kRowVecNB);
+      for (int64_t u0 = 0; u0 < units; u0 += kRowVecUnits) {
+        const int64_t nu = std::min(units - u0, kRowVecUnits);
+        const uint8_t* wb;
+        int64_t ldw;
+        if constexpr (P::kStaged) {
+          const int64_t k0 = u0 * per, nk = std::min(K - k0, nu * per);
+          for (int64_t j = 0; j < ncols; ++j) {
+            const int8_t* row = w + (n0 + j) * K;
+            // This row's next chunk, into L2 while this chunk's tiles run.
+            if (k0 + nk < K) prefetch_l2(row + k0 + nk, std::min(K - k0 - nk, nk));
+            P::stage(row, k0, nk, staged.data() + j * row_bytes);
+          }
+          wb = staged.data();
+          ldw = row_bytes;
+        } else {
+          wb = reinterpret_cast<const uint8_t*>(w + n0 * K) + u0 * kRowVecUnitBytes;
+          ldw = K;
+        }
+        const int tail_bytes = (u0 + nu == units) ? tail : 0;
+        for (int64_t b = 0; b < blocks; b += 4)
+          rowvec_tile_rows<P>(int(std::min<int64_t>(blocks - b, 4)), packed.data() + b * a_block + u0 * 64, a_block,
+                              wb, ldw, ncols, nu, tail_bytes, sums.data() + b * 16, mb_rows, u0 > 0, edge.data());
+      }
+      for (int64_t j = 0; j < ncols; j += 16) {
+        const int n = int(std::min<int64_t>(ncols - j, 16));
+        const __mmask16 mask = __mmask16((1u << n) - 1u);
+        const auto cols = epi.columns(n0 + j, mask);
+        for (int64_t r = 0; r < rows; ++r)
+          epi.row(cols, m0 + r, n0 + j, n, P::gather(column_offsets, mask, sums.data() + j * mb_rows + r));
+      }
+    }
+  }
+}
+
+// The reference's epilogues, vectorised over 16 columns, each operation rounded on its own (no
+// fma contraction), in the reference's order: the reference's bits from the same sums.
+constexpr int kRowVecRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+// W8A8 (bigaccel.reference.int8_mm): float(acc - 128 * w_sum) * (a_scale * w_scale) + bias.
+template <typename T>
+struct RowVecW8A8Epilogue {
+  const float* a_scale;
+  const float* w_scale;
+  const int32_t* w_sum;
+  const float* bias;
+  T* out;
+  int64_t N;
+  struct Columns {
+    __m512i offset;
+    __m512 w_scale, bias;
+  };
+  Columns columns(int64_t col, __mmask16 mask) const {
+    return {_mm512_mullo_epi32(_mm512_maskz_loadu_epi32(mask, w_sum + col), _mm512_set1_epi32(DotU8S8::kOffsetA)),
+            _mm512_maskz_loadu_ps(mask, w_scale + col),
+            bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps()};
+  }
+  void row(const Columns& c, int64_t m, int64_t col, int n, __m512i acc) const {
+    const __m512 scale = _mm512_mul_round_ps(_mm512_set1_ps(a_scale[m]), c.w_scale, kRowVecRound);
+    __m512 v = _mm512_mul_round_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, c.offset)), scale, kRowVecRound);
+    if (bias) v = _mm512_add_round_ps(v, c.bias, kRowVecRound);
+    VecF{v}.store(out + m * N + col, n);
+  }
+};
+
+// W8A16 (bigaccel.reference.int8_weight_only_mm): acc * w_scale + bias.
+template <typename T>
+struct RowVecW8A16Epilogue {
+  const float* w_scale;
+  const float* bias;
+  T* out;
+  int64_t N;
+  struct Columns {
+    __m512 w_scale, bias;
+  };
+  Columns columns(int64_t col, __mmask16 mask) const {
+    return {_mm512_maskz_loadu_ps(mask, w_scale + col),
+            bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps()};
+  }
+  void row(const Columns& c, int64_t m, int64_t col, int n, __m512 acc) const {
+    __m512 v = _mm512_mul_round_ps(acc, c.w_scale, kRowVecRound);
+    if (bias) v = _mm512_add_round_ps(v, c.bias, kRowVecRound);
+    VecF{v}.store(out + m * N + col, n);
+  }
+};
+
+}  // namespace bigaccel::BIGACCEL_ISA_NS
