@@ -12,10 +12,11 @@
 // sums live in a column-major buffer [columns][rows] between k chunks, and the epilogue reads
 // them back 16 columns at a time.
 //
-// A policy P gives: TA (A's element type), Sum and Acc (int32 or fp32 lanes), dot(acc, a, w),
-// and either kStaged = false (W is int8 read in place, 4 k per unit) or kStaged = true with
-// stage(w_row, k0, n, dst), which writes n elements of a weight row from k0 as units (as
-// bf16: the exact value that the reference multiplies), zero-padded to a whole unit.
+// A policy P gives the arithmetic: TA (A's element type), Sum and Acc (int32 or fp32 lanes),
+// dot(acc, a, w). A weight source gives the weight's units: RowVecInPlace reads int8 rows as
+// stored (4 k per unit); a staged source (kStaged) writes each block's chunk of columns as
+// units into an L1/L2 buffer first (stage(n, k0, nk, dst): nk elements of column n from k0,
+// zero-padded to a whole unit), e.g. as bf16: the exact values the reference multiplies.
 #pragma once
 
 #include <algorithm>
@@ -32,12 +33,11 @@ constexpr int64_t kRowVecUnits = 256;  // units of k per chunk: 16 KiB of a 64-r
 constexpr int64_t kRowVecMB = 256;     // rows per block: the block's sums stay in L2 (96 KiB)
 constexpr int kRowVecMaxNR = 12;
 
-// W8A8: u8 activations (+128) against int8 weights read in place.
+// W8A8: u8 activations (+128) against int8 weights.
 struct RowVecU8S8 {
   using TA = uint8_t;
   using Sum = int32_t;
   using Acc = __m512i;
-  static constexpr bool kStaged = false;
   static Acc zero() { return _mm512_setzero_si512(); }
   static Acc load(const Sum* p) { return _mm512_loadu_si512(p); }
   static void store(Sum* p, Acc v) { _mm512_storeu_si512(p, v); }
@@ -47,12 +47,11 @@ struct RowVecU8S8 {
   static Acc dot(Acc acc, __m512i a, __m512i w) { return DotU8S8::dot(acc, a, w); }
 };
 
-// W8A16: bf16 activations against int8 weights staged as bf16 (exact), fp32 sums.
-struct RowVecBF16S8 {
+// bf16 activations against bf16 weights (staged), fp32 sums.
+struct RowVecBF16 {
   using TA = bf16_t;
   using Sum = float;
   using Acc = __m512;
-  static constexpr bool kStaged = true;
   static Acc zero() { return _mm512_setzero_ps(); }
   static Acc load(const Sum* p) { return _mm512_loadu_ps(p); }
   static void store(Sum* p, Acc v) { _mm512_storeu_ps(p, v); }
@@ -60,14 +59,30 @@ struct RowVecBF16S8 {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, offsets, base, 4);
   }
   static Acc dot(Acc acc, __m512i a, __m512i w) { return DotBF16S8::dot(acc, (__m512bh)a, (__m512bh)w); }
-  static void stage(const int8_t* row, int64_t k0, int64_t n, uint8_t* dst) {
+};
+
+// An int8 weight [N, K] read in place.
+struct RowVecInPlace {
+  static constexpr bool kStaged = false;
+  const int8_t* w;
+  int64_t K;
+};
+
+// An int8 weight [N, K] staged as bf16 (exact).
+struct RowVecStagedS8 {
+  static constexpr bool kStaged = true;
+  const int8_t* w;
+  int64_t K;
+  void stage(int64_t n, int64_t k0, int64_t nk, uint8_t* dst) const {
+    const int8_t* row = w + n * K + k0;
     auto* out = reinterpret_cast<bf16_t*>(dst);
+    // This row's next chunk, into L2 while this chunk's tiles run.
+    if (k0 + nk < K) prefetch_l2(row + nk, std::min(K - k0 - nk, nk));
     int64_t k = 0;
-    for (; k + 32 <= n; k += 32)
-      _mm512_storeu_si512(out + k, (__m512i)DotBF16S8::load_b(row + k0 + k));
-    if (k < n) {  // zero up to the whole unit
-      const int rest = int(n - k), padded = int(round_up(rest, 2));
-      _mm512_mask_storeu_epi16(out + k, DotBF16S8::mask(padded), (__m512i)DotBF16S8::load_b(row + k0 + k, rest));
+    for (; k + 32 <= nk; k += 32) _mm512_storeu_si512(out + k, (__m512i)DotBF16S8::load_b(row + k));
+    if (k < nk) {  // zero up to the whole unit
+      const int rest = int(nk - k);
+      _mm512_mask_storeu_epi16(out + k, DotBF16S8::mask(int(round_up(rest, 2))), (__m512i)DotBF16S8::load_b(row + k, rest));
     }
   }
 };
@@ -99,7 +114,7 @@ static inline __m512i rowvec_broadcast(const uint8_t* p) {
 // c[j][16 i + r] (+)= the dot product over `units` units of row r of A block i and weight row
 // j: MZ blocks x NR columns. a points at block 0's first unit (blocks a_block bytes apart), w
 // at row 0's (rows ldw bytes apart); the last unit has tail_bytes bytes (0: all 4).
-template <class P, int MZ, int NR>
+template <class P, bool kStaged, int MZ, int NR>
 static void rowvec_tile(const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw, int64_t units,
                         int tail_bytes, typename P::Sum* c, int64_t ldc, bool accumulate) {
   typename P::Acc acc[NR][MZ];
@@ -118,7 +133,7 @@ static void rowvec_tile(const uint8_t* a, int64_t a_block, const uint8_t* w, int
   for (; u + 16 <= full; u += 16) {
     // In place (not staged), one line of each of the next NR weight rows (the next tile's; at
     // small M the next step's): hardware prefetchers stop at every 4 KiB page.
-    if constexpr (!P::kStaged)
+    if constexpr (!kStaged)
       for (int j = 0; j < NR; ++j) __builtin_prefetch(w + (NR + j) * ldw + u * kRowVecUnitBytes, 0, 2);
 #pragma GCC unroll 4
     for (int v = 0; v < 16; ++v) step(u + v, rowvec_broadcast);
@@ -137,53 +152,53 @@ static void rowvec_tile(const uint8_t* a, int64_t a_block, const uint8_t* w, int
 // Tiles of MZ blocks over columns [0, ncols) of w, NR at a time; a last step of fewer than NR
 // columns runs on a zero-padded copy of its rows and writes its spare columns past ncols
 // (c has kRowVecMaxNR spare columns).
-template <class P, int MZ, int NR>
+template <class P, bool kStaged, int MZ, int NR>
 static void rowvec_tile_columns(const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw, int64_t ncols,
                                 int64_t units, int tail_bytes, typename P::Sum* c, int64_t ldc, bool accumulate,
                                 uint8_t* edge) {
   int64_t j = 0;
   for (; j + NR <= ncols; j += NR)
-    rowvec_tile<P, MZ, NR>(a, a_block, w + j * ldw, ldw, units, tail_bytes, c + j * ldc, ldc, accumulate);
+    rowvec_tile<P, kStaged, MZ, NR>(a, a_block, w + j * ldw, ldw, units, tail_bytes, c + j * ldc, ldc, accumulate);
   if (j == ncols) return;
   const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
   const int64_t bytes = units * kRowVecUnitBytes - (tail_bytes ? kRowVecUnitBytes - tail_bytes : 0);
   std::memset(edge, 0, size_t(NR * row_bytes));
   for (int64_t r = 0; r < ncols - j; ++r) std::memcpy(edge + r * row_bytes, w + (j + r) * ldw, size_t(bytes));
-  rowvec_tile<P, MZ, NR>(a, a_block, edge, row_bytes, units, 0, c + j * ldc, ldc, accumulate);
+  rowvec_tile<P, kStaged, MZ, NR>(a, a_block, edge, row_bytes, units, 0, c + j * ldc, ldc, accumulate);
 }
 
 // A tile of mz (1-4) blocks in its register shape: MZ * NR <= 24 accumulators, and at most 12
 // weight rows: rows K = 4096 apart share an L1 set (12 ways), and one block against 24 of them
 // ran at 0.2 TOP/s on one core (8 rows: 0.75). One block is bound by the broadcasts (one per
 // vpdpbusd; 24 staged rows, 1 KiB apart, ran no faster than 8).
-template <class P>
+template <class P, bool kStaged>
 static void rowvec_tile_rows(int mz, const uint8_t* a, int64_t a_block, const uint8_t* w, int64_t ldw,
                              int64_t ncols, int64_t units, int tail_bytes, typename P::Sum* c, int64_t ldc,
                              bool accumulate, uint8_t* edge) {
   switch (mz) {
-    case 1: return rowvec_tile_columns<P, 1, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
-    case 2: return rowvec_tile_columns<P, 2, 12>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
-    case 3: return rowvec_tile_columns<P, 3, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
-    default: return rowvec_tile_columns<P, 4, 6>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    case 1: return rowvec_tile_columns<P, kStaged, 1, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    case 2: return rowvec_tile_columns<P, kStaged, 2, 12>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    case 3: return rowvec_tile_columns<P, kStaged, 3, 8>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
+    default: return rowvec_tile_columns<P, kStaged, 4, 6>(a, a_block, w, ldw, ncols, units, tail_bytes, c, ldc, accumulate, edge);
   }
 }
 
-// Rows [0, M) x columns [n_begin, n_end) of A W^T, w int8 [N, K]. For each block of rows and
-// columns, epi.columns(col, n) prepares 16 columns (n of them real) and epi.row(cols, m, col,
-// n, acc) finishes row m of them from their sums.
-template <class P, typename Epi>
-static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const int8_t* w, int64_t n_begin,
+// Rows [0, M) x columns [n_begin, n_end) of A W^T, W from the source `src`. For each block of
+// rows and columns, epi.columns(col, mask) prepares 16 columns and epi.row(cols, m, col, n, acc)
+// finishes row m of them (n real columns) from their sums.
+template <class P, class Src, typename Epi>
+static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src& src, int64_t n_begin,
                         int64_t n_end, const Epi& epi) {
   using Sum = typename P::Sum;
   constexpr int64_t per = rowvec_per_unit<P>();
   const int64_t units = (K + per - 1) / per, a_block = units * 64;
-  const int tail = P::kStaged ? 0 : int(K % per);  // staged rows are zero-padded to a whole unit
+  const int tail = Src::kStaged ? 0 : int(K % per);  // staged rows are zero-padded to a whole unit
   const int64_t mb_rows = std::min(round_up(M, 16), kRowVecMB);
   const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
   std::vector<uint8_t> packed(size_t(mb_rows / 16 * a_block));
   std::vector<Sum> sums(size_t((kRowVecNB + kRowVecMaxNR) * mb_rows));
   std::vector<uint8_t> edge(size_t(kRowVecMaxNR * row_bytes));
-  std::vector<uint8_t> staged(P::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
+  std::vector<uint8_t> staged(Src::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
   const __m512i column_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                                     _mm512_set1_epi32(int32_t(mb_rows)));
   for (int64_t m0 = 0; m0 < M; m0 += kRowVecMB) {
@@ -195,23 +210,18 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const int
         const int64_t nu = std::min(units - u0, kRowVecUnits);
         const uint8_t* wb;
         int64_t ldw;
-        if constexpr (P::kStaged) {
+        if constexpr (Src::kStaged) {
           const int64_t k0 = u0 * per, nk = std::min(K - k0, nu * per);
-          for (int64_t j = 0; j < ncols; ++j) {
-            const int8_t* row = w + (n0 + j) * K;
-            // This row's next chunk, into L2 while this chunk's tiles run.
-            if (k0 + nk < K) prefetch_l2(row + k0 + nk, std::min(K - k0 - nk, nk));
-            P::stage(row, k0, nk, staged.data() + j * row_bytes);
-          }
+          for (int64_t j = 0; j < ncols; ++j) src.stage(n0 + j, k0, nk, staged.data() + j * row_bytes);
           wb = staged.data();
           ldw = row_bytes;
         } else {
-          wb = reinterpret_cast<const uint8_t*>(w + n0 * K) + u0 * kRowVecUnitBytes;
+          wb = reinterpret_cast<const uint8_t*>(src.w + n0 * K) + u0 * kRowVecUnitBytes;
           ldw = K;
         }
         const int tail_bytes = (u0 + nu == units) ? tail : 0;
         for (int64_t b = 0; b < blocks; b += 4)
-          rowvec_tile_rows<P>(int(std::min<int64_t>(blocks - b, 4)), packed.data() + b * a_block + u0 * 64, a_block,
+          rowvec_tile_rows<P, Src::kStaged>(int(std::min<int64_t>(blocks - b, 4)), packed.data() + b * a_block + u0 * 64, a_block,
                               wb, ldw, ncols, nu, tail_bytes, sums.data() + b * 16, mb_rows, u0 > 0, edge.data());
       }
       for (int64_t j = 0; j < ncols; j += 16) {
@@ -255,9 +265,10 @@ struct RowVecW8A8Epilogue {
   }
 };
 
-// W8A16 (bigaccel.reference.int8_weight_only_mm): acc * w_scale + bias.
+// W8A16 (bigaccel.reference.int8_weight_only_mm): acc * w_scale + bias; without w_scale (W4A16,
+// whose staged weight has its scales in it: bigaccel.reference.int4_mm) acc + bias.
 template <typename T>
-struct RowVecW8A16Epilogue {
+struct RowVecFloatEpilogue {
   const float* w_scale;
   const float* bias;
   T* out;
@@ -266,11 +277,11 @@ struct RowVecW8A16Epilogue {
     __m512 w_scale, bias;
   };
   Columns columns(int64_t col, __mmask16 mask) const {
-    return {_mm512_maskz_loadu_ps(mask, w_scale + col),
+    return {w_scale ? _mm512_maskz_loadu_ps(mask, w_scale + col) : _mm512_setzero_ps(),
             bias ? _mm512_maskz_loadu_ps(mask, bias + col) : _mm512_setzero_ps()};
   }
   void row(const Columns& c, int64_t m, int64_t col, int n, __m512 acc) const {
-    __m512 v = _mm512_mul_round_ps(acc, c.w_scale, kRowVecRound);
+    __m512 v = w_scale ? _mm512_mul_round_ps(acc, c.w_scale, kRowVecRound) : acc;
     if (bias) v = _mm512_add_round_ps(v, c.bias, kRowVecRound);
     VecF{v}.store(out + m * N + col, n);
   }

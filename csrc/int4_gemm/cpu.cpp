@@ -55,15 +55,12 @@ constexpr int64_t kFusedMaxRows = 4;
 // or 64 k costs more than the int16 products save.
 constexpr int64_t kW4A16Int16MaxRows = kSgemmMinRows - 1;
 constexpr int64_t kW4A16Int16GemmGroup = kI16Block;
-// From this M, bf16 x on a CPU with AVX512_BF16 takes torch's bf16 GEMM over dequantized
-// weight blocks rounded to bf16 (cpu_parallel.h), as a bf16 nn.Linear rounds its weight
-// (0.8-0.9x bf16 F.linear; the rest is the dequantization).
-constexpr int64_t kW4A16Bf16GemmMinRows = 48;
-// From this M up to the bf16 GEMM, bf16 x on a CPU with AVX512_BF16 runs the vdpbf16ps tiles
-// of cpu_bf16.h, which also round the weight to bf16. Measured against the paths they replace
+// From this M, bf16 x on a CPU with AVX512_BF16 runs cpu_bf16.h: the vdpbf16ps tiles, then (from
+// its kInt4RowVecMinRows) the outer-product GEMM; both round the weight to bf16, as a bf16
+// nn.Linear rounds its weight. Measured against the paths they replace
 // (2 threads, Zen 5, 2026-11-28, Llama-7B's three shapes, g128, weights from DRAM, same run):
 // M = 2 0.8-1.3x (so not there), 3 1.5x, 4 2.0-2.6x, 8 1.8-2.2x, 16 1.9-2.0x, 32 1.14-1.21x
-// (against the bf16 GEMM from here), 40 1.07-1.12x; at 48 0.92-1.07x.
+// (against torch's bf16 GEMM over dequantized blocks, since replaced), 40 1.07-1.12x.
 constexpr int64_t kW4A16Bf16TileMinRows = 3;
 // From kSgemmMinRows (cpu_parallel.h), blocks of columns are dequantized to fp32 and multiplied
 // by torch's fp32 GEMM. The register tile of cpu_kernel.h re-reads all of x for every 8
@@ -132,10 +129,6 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
   const auto nibble_order = [&](const at::Tensor& t) {
     return t.contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous().view({M, K});
   };
-  if (use_bf16_gemm(x, kW4A16Bf16GemmMinRows)) {
-    int4_mm_dense_gemm(nibble_order(x), p, s, z, group_size, b32, act, out);
-    return out;
-  }
 #if defined(__x86_64__)
   if (use_bf16_gemm(x, kW4A16Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();

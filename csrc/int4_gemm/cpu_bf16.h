@@ -19,7 +19,7 @@
 //   rows K apart (one core, 4096 x 4096: 1.15-1.3x at M = 16-32).
 #pragma once
 
-#include "common/dot_tile.h"
+#include "common/rowvec_gemm.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
@@ -133,10 +133,36 @@ static void int4_bf16_decode_columns(const Int4Weight& w, int64_t n0, int64_t n1
   }
 }
 
+// From this M, common/rowvec_gemm.h's GEMM on weight chunks staged as bf16 (RowVecStagedInt4),
+// for every larger M. Two threads, Llama-7B's three shapes, g128, weights in L3 or DRAM
+// (2026-11-28), TFLOP/s against the tiles below and, from M = 48, torch's bf16 GEMM over blocks
+// dequantized to bf16: 0.59-0.62 against 0.58-0.64 at M = 24, 0.80-0.83 against 0.59-0.62 at
+// 32, 0.81-0.88 against 0.54-0.55 at 64 (1.26-1.35x bf16 F.linear), 0.90-0.95 against
+// 0.78-0.81 at 256 (0.99-1.07x bf16 F.linear).
+constexpr int64_t kInt4RowVecMinRows = 32;
+
+// An int4 weight staged as bf16 for rowvec_gemm: each group's codes through its table, so the
+// weight is rounded to bf16 once, as in the tiles above.
+struct RowVecStagedInt4 {
+  static constexpr bool kStaged = true;
+  Int4Weight w;
+  // k0 is a multiple of the chunk (512 k), so of the group; nk a whole number of groups.
+  void stage(int64_t n, int64_t k0, int64_t nk, uint8_t* dst) const {
+    const uint8_t* row = w.packed + n * (w.K / 2);
+    auto* out = reinterpret_cast<bf16_t*>(dst);
+    if (k0 + nk < w.K) prefetch_l2(row + (k0 + nk) / 2, std::min(w.K - k0 - nk, nk) / 2);
+    for (int64_t g = k0 / w.G; g < (k0 + nk) / w.G; ++g) {
+      const __m512i table = int4_bf16_table(w.scales[n * w.groups + g], w.zero_code(n, g));
+      for (int64_t k = g * w.G; k < (g + 1) * w.G; k += 32)
+        _mm512_storeu_si512(out + (k - k0), (__m512i)int4_bf16_decode(row + k / 2, table));
+    }
+  }
+};
+
 // Elements of the panels int4_bf16_pack_rows writes for x [M, K]; 0 when M fits one tile,
-// which reads x as it is.
+// which reads x as it is, or from kInt4RowVecMinRows (rowvec_gemm packs its own).
 int64_t int4_bf16_panel_elems(int64_t M, int64_t K) {
-  return M > kInt4Bf16TileRows ? panel_elems(M, K, kInt4Bf16TileRows, 32) : 0;
+  return M > kInt4Bf16TileRows && M < kInt4RowVecMinRows ? panel_elems(M, K, kInt4Bf16TileRows, 32) : 0;
 }
 
 // x [M, K] into panels of kInt4Bf16TileRows rows (pack_panels; K is a multiple of the group,
@@ -153,6 +179,9 @@ void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64
                        int64_t n_end, const float* bias, bf16_t* out) {
   constexpr int R = kInt4Bf16TileRows, C = kInt4Bf16TileCols;
   const Int4Weight w{packed, scales, zeros, K, group_size};
+  if (M >= kInt4RowVecMinRows)
+    return rowvec_gemm<RowVecBF16>(x, M, K, RowVecStagedInt4{w}, n_begin, n_end,
+                                   RowVecFloatEpilogue<bf16_t>{nullptr, bias, out, N});
   bf16_t* scratch = M > R ? new bf16_t[size_t(C * K)] : nullptr;
   for (int64_t n = n_begin; n < n_end; n += C) {
     const int c = int(n_end - n < C ? n_end - n : C);

@@ -35,7 +35,7 @@ static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* 
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   if (M >= kVnniGemmMinRows)
-    return rowvec_gemm<RowVecU8S8>(a, M, K, w, n_begin, n_end,
+    return rowvec_gemm<RowVecU8S8>(a, M, K, RowVecInPlace{w, K}, n_begin, n_end,
                                    RowVecW8A8Epilogue<T>{a_scale, w_scale, w_sum, bias, out, N});
 #endif
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
@@ -186,7 +186,8 @@ static void int8_weight_only_bf16_typed(const bf16_t* x, int64_t M, int64_t K, c
                                         int64_t n_begin, int64_t n_end, const float* w_scale, const float* bias,
                                         T* out) {
   if (M >= kW8A16RowVecMinRows)
-    return rowvec_gemm<RowVecBF16S8>(x, M, K, w, n_begin, n_end, RowVecW8A16Epilogue<T>{w_scale, bias, out, N});
+    return rowvec_gemm<RowVecBF16>(x, M, K, RowVecStagedS8{w, K}, n_begin, n_end,
+                                   RowVecFloatEpilogue<T>{w_scale, bias, out, N});
   constexpr int MR = DotBF16S8::kTileM, NR = DotBF16S8::kTileN;
   auto epi = [&](int64_t m, int64_t n, float acc) {
     const float v = acc * w_scale[n];

@@ -15,9 +15,10 @@ W4A16_INT16_MAX_ROWS = 127
 
 # From this M, bf16 x on a CPU with AVX512_BF16 runs the vdpbf16ps tiles over the weight rounded
 # to bf16 (kW4A16Bf16TileMinRows in csrc/int4_gemm/cpu.cpp; x in panels above 4 rows), and from
-# the next, torch's bf16 GEMM over the same rounded weight (kW4A16Bf16GemmMinRows).
+# the next, the outer-product GEMM over the same rounded weight (kInt4RowVecMinRows in
+# csrc/int4_gemm/cpu_bf16.h; common/rowvec_gemm.h).
 W4A16_BF16_TILE_MIN_ROWS = 3
-W4A16_BF16_GEMM_MIN_ROWS = 48
+W4A16_BF16_ROWVEC_MIN_ROWS = 32
 
 
 def _bf16_weight_error(x, w):
@@ -60,16 +61,18 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
 @pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
 @pytest.mark.parametrize("m", [W4A16_BF16_TILE_MIN_ROWS - 1, W4A16_BF16_TILE_MIN_ROWS, 4, 5, 11, 12,
-                               W4A16_BF16_GEMM_MIN_ROWS - 1, W4A16_BF16_GEMM_MIN_ROWS, W4A16_INT16_MAX_ROWS,
-                               W4A16_INT16_MAX_ROWS + 1])  # 128: kSgemmMinRows
+                               W4A16_BF16_ROWVEC_MIN_ROWS - 1, W4A16_BF16_ROWVEC_MIN_ROWS, W4A16_INT16_MAX_ROWS,
+                               W4A16_INT16_MAX_ROWS + 1, 300])  # 128: kSgemmMinRows
 def test_bf16_at_each_cpu_path_boundary(case, gnk, m, use_backend):
     """Each side of every switch: on AVX512_BF16 CPUs the int16 GEMV, the vdpbf16ps tiles in
-    registers (to 4 rows), from panels of x, then the bf16 GEMM; elsewhere the int16 GEMV, then
-    (g128) the int16 GEMM or the fp32 tiles, then the fp32 GEMM path. 11, 12: a full panel of 4
-    rows after two, and a partial one."""
+    registers (to 4 rows), from panels of x, then the outer-product GEMM (M = 300: two blocks of
+    rows); elsewhere the int16 GEMV, then (g128) the int16 GEMM or the fp32 tiles, then the fp32
+    GEMM path. 11, 12: a full panel of 4 rows after two, and a partial one."""
     if case[0] == "triton" and case[1] == "cpu":
         pytest.skip("the Triton interpreter is slow; test_matches_reference covers it")
     g, n, k = gnk
+    if case[0] == "cpu" and m >= W4A16_BF16_ROWVEC_MIN_ROWS:
+        n, k = 200, 1152  # k in chunks of 512 with a tail, columns in blocks of 96 with a tail
     use_backend(case[0], case[2])
     x, packed, scales, zeros, b = _data(m, n, k, g, torch.bfloat16, True, seed=m)
     dev = case[1]
