@@ -93,12 +93,12 @@ static constexpr int64_t rowvec_per_unit() { return kRowVecUnitBytes / int64_t(s
 // A [M, K] into blocks of 16 rows: per unit u, the unit of each row r in turn (64 bytes: one
 // zmm). Rows past M and elements past K are zero (no product).
 template <typename TA>
-static void rowvec_pack(const TA* a, int64_t M, int64_t K, int64_t units, uint8_t* packed) {
+static void rowvec_pack(const TA* a, int64_t M, int64_t K, int64_t a_block, uint8_t* packed) {
   constexpr int64_t per = kRowVecUnitBytes / int64_t(sizeof(TA));
   const int64_t full = K / per, tail = K % per;
-  std::memset(packed, 0, size_t(round_up(M, 16) * units * kRowVecUnitBytes));
+  std::memset(packed, 0, size_t(round_up(M, 16) / 16 * a_block));
   for (int64_t m = 0; m < M; ++m) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(packed + (m / 16) * units * 64) + m % 16;
+    uint32_t* dst = reinterpret_cast<uint32_t*>(packed + (m / 16) * a_block) + m % 16;
     const auto* src = reinterpret_cast<const uint8_t*>(a + m * K);
     for (int64_t u = 0; u < full; ++u) std::memcpy(dst + u * 16, src + u * kRowVecUnitBytes, kRowVecUnitBytes);
     if (tail) std::memcpy(dst + full * 16, src + full * kRowVecUnitBytes, size_t(tail) * sizeof(TA));
@@ -203,7 +203,7 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
                                                     _mm512_set1_epi32(int32_t(mb_rows)));
   for (int64_t m0 = 0; m0 < M; m0 += kRowVecMB) {
     const int64_t rows = std::min(M - m0, kRowVecMB), blocks = (rows + 15) / 16;
-    rowvec_pack(a + m0 * K, rows, K, units, packed.data());
+    rowvec_pack(a + m0 * K, rows, K, a_block, packed.data());
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kRowVecNB) {
       const int64_t ncols = std::min(n_end - n0, kRowVecNB);
       for (int64_t u0 = 0; u0 < units; u0 += kRowVecUnits) {

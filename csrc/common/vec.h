@@ -131,7 +131,13 @@ struct DotBF16S8 {
     const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(i16, 1)));
     return _mm512_cvtne2ps_pbh(hi, lo);  // exact: |w| <= 128 needs 8 bits
   }
-  static B load_b(const int8_t* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  // Each 16 bytes sign-extended straight from memory: 5 operations per 32 weights, where
+  // widen's extra int16 step and lane extraction take 7.
+  static B load_b(const int8_t* p) {
+    const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+    return _mm512_cvtne2ps_pbh(hi, lo);
+  }
   static B load_b(const int8_t* p, int n) { return widen(_mm256_maskz_loadu_epi8(mask(n), p)); }
   static Acc dot(Acc acc, A a, B b) {  // in place, as DotU8S8::dot
     asm("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
