@@ -21,11 +21,27 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "common/dot_tile.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
+
+// A scratch buffer aligned to the cache line: std::vector's 16-byte alignment made most 64-byte
+// loads straddle two lines (2:4's pair vectors ran at half the rate).
+template <typename T>
+class LineAligned {
+ public:
+  explicit LineAligned(size_t n) : p_(static_cast<T*>(::operator new[](n * sizeof(T) + 1, std::align_val_t(64)))) {}
+  ~LineAligned() { ::operator delete[](p_, std::align_val_t(64)); }
+  LineAligned(const LineAligned&) = delete;
+  LineAligned& operator=(const LineAligned&) = delete;
+  T* data() const { return p_; }
+
+ private:
+  T* p_;
+};
 
 constexpr int64_t kRowVecUnitBytes = 4;
 constexpr int64_t kRowVecNB = 96;      // columns per block: a multiple of every tile's NR and of 16
@@ -183,9 +199,24 @@ static void rowvec_tile_rows(int mz, const uint8_t* a, int64_t a_block, const ui
   }
 }
 
-// Rows [0, M) x columns [n_begin, n_end) of A W^T, W from the source `src`. For each block of
-// rows and columns, epi.columns(col, mask) prepares 16 columns and epi.row(cols, m, col, n, acc)
-// finishes row m of them (n real columns) from their sums.
+// Rows [m0, m0 + rows) x columns [n0, n0 + ncols) of the output from their sums, column-major
+// (column j of the block at sums + j * ldc, row r at + r): epi.columns(col, mask) prepares 16
+// columns and epi.row(cols, m, col, n, acc) finishes row m of them (n real columns).
+template <class P, typename Epi>
+static void rowvec_finish(const typename P::Sum* sums, int64_t ldc, int64_t m0, int64_t rows, int64_t n0,
+                          int64_t ncols, const Epi& epi) {
+  const __m512i column_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                    _mm512_set1_epi32(int32_t(ldc)));
+  for (int64_t j = 0; j < ncols; j += 16) {
+    const int n = int(std::min<int64_t>(ncols - j, 16));
+    const __mmask16 mask = __mmask16((1u << n) - 1u);
+    const auto cols = epi.columns(n0 + j, mask);
+    for (int64_t r = 0; r < rows; ++r) epi.row(cols, m0 + r, n0 + j, n, P::gather(column_offsets, mask, sums + j * ldc + r));
+  }
+}
+
+// Rows [0, M) x columns [n_begin, n_end) of A W^T, W from the source `src`; epi as in
+// rowvec_finish.
 template <class P, class Src, typename Epi>
 static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src& src, int64_t n_begin,
                         int64_t n_end, const Epi& epi) {
@@ -195,12 +226,10 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
   const int tail = Src::kStaged ? 0 : int(K % per);  // staged rows are zero-padded to a whole unit
   const int64_t mb_rows = std::min(round_up(M, 16), kRowVecMB);
   const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
-  std::vector<uint8_t> packed(size_t(mb_rows / 16 * a_block));
-  std::vector<Sum> sums(size_t((kRowVecNB + kRowVecMaxNR) * mb_rows));
-  std::vector<uint8_t> edge(size_t(kRowVecMaxNR * row_bytes));
-  std::vector<uint8_t> staged(Src::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
-  const __m512i column_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                    _mm512_set1_epi32(int32_t(mb_rows)));
+  LineAligned<uint8_t> packed(size_t(mb_rows / 16 * a_block));
+  LineAligned<Sum> sums(size_t((kRowVecNB + kRowVecMaxNR) * mb_rows));
+  LineAligned<uint8_t> edge(size_t(kRowVecMaxNR * row_bytes));
+  LineAligned<uint8_t> staged(Src::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
   for (int64_t m0 = 0; m0 < M; m0 += kRowVecMB) {
     const int64_t rows = std::min(M - m0, kRowVecMB), blocks = (rows + 15) / 16;
     rowvec_pack(a + m0 * K, rows, K, a_block, packed.data());
@@ -224,13 +253,7 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
           rowvec_tile_rows<P, Src::kStaged>(int(std::min<int64_t>(blocks - b, 4)), packed.data() + b * a_block + u0 * 64, a_block,
                               wb, ldw, ncols, nu, tail_bytes, sums.data() + b * 16, mb_rows, u0 > 0, edge.data());
       }
-      for (int64_t j = 0; j < ncols; j += 16) {
-        const int n = int(std::min<int64_t>(ncols - j, 16));
-        const __mmask16 mask = __mmask16((1u << n) - 1u);
-        const auto cols = epi.columns(n0 + j, mask);
-        for (int64_t r = 0; r < rows; ++r)
-          epi.row(cols, m0 + r, n0 + j, n, P::gather(column_offsets, mask, sums.data() + j * mb_rows + r));
-      }
+      rowvec_finish<P>(sums.data(), mb_rows, m0, rows, n0, ncols, epi);
     }
   }
 }

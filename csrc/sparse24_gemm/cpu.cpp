@@ -25,6 +25,10 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, sparse24_int8_mm_cols, const uint8_t* a, int64
 namespace bigaccel::avx512 {
 void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
                               int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out);
+void sparse24_bf16_rowvec_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
+                               int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out);
+void sparse24_bf16_dense_rowvec_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
+                                     int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out);
 }
 #endif
 
@@ -45,12 +49,18 @@ constexpr int64_t kSparse24SgemmMinRows = 64;
 // With bf16 x and values on a CPU with AVX512_BF16, from this M the weight is expanded to dense
 // bf16 in blocks and multiplied by vdpbf16ps tiles (cpu_bf16.h), exactly. Measured against the
 // paths they replace (2 threads, Zen 5, 2026-11-28, Llama-7B's three shapes, weights from DRAM,
-// same run): M = 3 0.88-1.13x (so not there), 4 1.0-1.5x, 8 1.1-2.0x, 16 1.6x, 32 1.3x; 64
-// 1.03-1.13x, 80 1.02-1.25x against the bf16 GEMM below.
+// same run): M = 3 0.88-1.13x (so not there), 4 1.0-1.5x, 8 1.1-2.0x, 16 1.6x, 32 1.3x.
 constexpr int64_t kSparse24Bf16TileMinRows = 4;
-// From this M they take torch's bf16 GEMM over blocks expanded to fp32, then rounded to bf16
-// (exact) instead (cpu_parallel.h): at M = 96 the tiles were 0.89-1.16x that, at 128 0.79-0.87x.
-constexpr int64_t kSparse24Bf16GemmMinRows = 96;
+// From this M, the outer-product kernel over pair vectors of x (cpu_rowvec.h), which does half
+// the dense vdpbf16ps; from kSparse24DenseRowVecMinRows common/rowvec_gemm.h's dense GEMM on
+// chunks expanded to bf16 (cpu_bf16.h), where the pair vectors' loads (one 64-byte load per
+// vdpbf16ps) cost more than the dense products. Two threads, Llama-7B's three shapes, weights in
+// L3 or DRAM (2026-11-28), dense-equivalent TFLOP/s of tiles / pairs / dense rowvec: M = 16
+// 0.41-0.47 / 0.37-0.45 / 0.33-0.36, 32 0.52-0.55 / 0.65-0.71 / 0.55-0.60, 64 0.44-0.71 /
+// 0.69-0.83 / 0.68-0.71, 256 (torch's bf16 GEMM over expanded blocks, replaced) 0.71-0.84 /
+// 0.74-0.77 / 0.83-0.88.
+constexpr int64_t kSparse24PairsMinRows = 32;
+constexpr int64_t kSparse24DenseRowVecMinRows = 128;
 
 void sparse24_mm_dense_gemm(const at::Tensor& x_gemm, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
                             const std::optional<at::Tensor>& b32, at::Tensor& out) {
@@ -90,17 +100,16 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const at::Tensor vals = values_bf16 ? values.contiguous() : values.to(at::kFloat).contiguous();
   const at::Tensor meta_c = meta.contiguous();
   const auto b32 = bias_f32(bias);
-  // bf16 x and values on a CPU with AVX512_BF16: the expanded tile is exact in bf16.
-  if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16GemmMinRows)) {
-    sparse24_mm_dense_gemm(x.contiguous(), vals, values_bf16, meta_c, b32, out);
-    return out;
-  }
 #if defined(__x86_64__)
+  // bf16 x and values on a CPU with AVX512_BF16: bf16 products, exact.
   if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
+    const auto kernel = M >= kSparse24DenseRowVecMinRows ? avx512::sparse24_bf16_dense_rowvec_cols
+                        : M >= kSparse24PairsMinRows     ? avx512::sparse24_bf16_rowvec_cols
+                                                         : avx512::sparse24_bf16_tiles_cols;
     parallel_over_columns(M, N, k, kColumnChunk, [&](int64_t n0, int64_t n1) {
-      avx512::sparse24_bf16_tiles_cols(xp, M, k, static_cast<const bf16_t*>(vals.data_ptr()),
+      kernel(xp, M, k, static_cast<const bf16_t*>(vals.data_ptr()),
                                        meta_c.data_ptr<uint8_t>(), n0, n1, N, ptr_or_null(b32),
                                        static_cast<bf16_t*>(out.data_ptr()));
     });

@@ -444,4 +444,5 @@ void sparse24_int8_mm_cols(const uint8_t* a, int64_t M, int64_t K, const int8_t*
 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "sparse24_gemm/cpu_bf16.h"
+#include "sparse24_gemm/cpu_rowvec.h"
 #endif

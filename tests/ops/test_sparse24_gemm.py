@@ -5,17 +5,20 @@ import torch
 
 import bigaccel
 from bigaccel import backends, reference, sparsity
-from tests.conftest import backend_cases, cpu_bf16_gemm
+from tests.conftest import backend_cases
 
 DTYPES = [torch.float32, torch.bfloat16]
 # From these M, bf16 x and values on a CPU with AVX512_BF16 take the vdpbf16ps tiles over the
-# weight expanded to bf16, then torch's bf16 GEMM over expanded blocks
-# (kSparse24Bf16TileMinRows, kSparse24Bf16GemmMinRows in csrc/sparse24_gemm/cpu.cpp).
+# weight expanded to bf16, then the outer-product kernel over pair vectors of x, then the dense
+# outer-product GEMM over chunks expanded to bf16 (kSparse24Bf16TileMinRows,
+# kSparse24PairsMinRows, kSparse24DenseRowVecMinRows in csrc/sparse24_gemm/cpu.cpp).
 SPARSE24_BF16_TILE_MIN_ROWS = 4
-SPARSE24_BF16_GEMM_MIN_ROWS = 96
-# 1, 2: the GEMV with two accumulators a row; 3, 4 and 95, 96: each side of the bf16 switches;
-# 17: 4 x 4 + 1 (a partial panel on the tile path); 64: the fp32 GEMM's first row.
-MS = [1, 2, 3, 4, 15, 17, 64, 95, 96]
+SPARSE24_BF16_PAIRS_MIN_ROWS = 32
+SPARSE24_BF16_DENSE_ROWVEC_MIN_ROWS = 128
+# 1, 2: the GEMV with two accumulators a row; 3, 4, 31, 32, 127, 128: each side of the bf16
+# switches; 17: 4 x 4 + 1 (a partial panel on the tile path); 64: the fp32 GEMM's first row;
+# 95: 64 + 31 rows (two row blocks of the pair kernel, the second partial).
+MS = [1, 2, 3, 4, 15, 17, 31, 32, 64, 95, 127, 128]
 NKS = [(17, 36), (33, 100), (7, 260)]  # odd N; K multiples of 4 but not of 8, 16, 32 or 64
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -28,15 +31,12 @@ def _data(m, n, k, dtype, seed=0, values_dtype=None):
     return x, w, values, meta, torch.randn(n, generator=g).to(dtype)
 
 
-def _check(out, x, w, bias, rounded_sums=False):
+def _check(out, x, w, bias):
     """out vs the exact masked product: fp32 sums in another order (K * eps32 * sum|x*w|)
-    plus one rounding to the output dtype; with rounded_sums (the bf16-GEMM path), also the
-    rounding of the sums to bf16 before the bias is added (half an ulp of |x @ w.T|)."""
+    plus one rounding to the output dtype."""
     sums = x.double() @ w.double().t()
     exact = sums + bias.double()
     bound = x.shape[1] * EPS32 * (x.double().abs() @ w.double().abs().t()) + torch.finfo(out.dtype).eps * exact.abs()
-    if rounded_sums:
-        bound = bound + torch.finfo(torch.bfloat16).eps / 2 * sums.abs()
     assert out.dtype == x.dtype and out.shape == exact.shape
     err = (out.double() - exact).abs()
     assert bool((err <= bound + 1e-30).all()), f"max err {err.max():.3g}, over the bound by {(err - bound).max():.3g}"
@@ -54,7 +54,17 @@ def test_matches_masked_dense(case, dtype, nk, m, use_backend):
     use_backend(backend, isa)
     x, w, values, meta, b = _data(m, n, k, dtype, seed=m + n)
     out = bigaccel.ops.sparse24_linear(x.to(device), values.to(device), meta.to(device), k, b.to(device))
-    _check(out.cpu(), x, w, b, rounded_sums=cpu_bf16_gemm(case, x, SPARSE24_BF16_GEMM_MIN_ROWS))
+    _check(out.cpu(), x, w, b)
+
+
+@pytest.mark.parametrize("m", [SPARSE24_BF16_PAIRS_MIN_ROWS, 95, SPARSE24_BF16_DENSE_ROWVEC_MIN_ROWS, 300])
+def test_bf16_outer_product_paths_at_a_larger_shape(m):
+    """The pair kernel and the dense outer-product GEMM (on AVX512_BF16 CPUs; the other CPU
+    paths elsewhere) past one chunk of k: K = 1156 is 289 groups (chunks of 16 groups and of
+    512 k, an odd last group), N = 200 columns in blocks of 96 with a tail, M = 300 two blocks
+    of rows."""
+    x, w, values, meta, b = _data(m, 200, 1156, torch.bfloat16, seed=m)
+    _check(torch.ops.bigaccel.sparse24_mm(x, values, meta, 1156, b), x, w, b)
 
 
 @pytest.mark.parametrize("case", backend_cases("sparse24_mm"))
