@@ -7,8 +7,8 @@
 // form at 0.90-0.95 from M = 32.
 //
 // Blocking (Goto's, with the operands' roles swapped): per block of kRowVecNB columns and
-// kRowVecUnits units of k, each tile of up to 64 rows keeps its 16 KiB of packed A in L1
-// while the block's weight rows (kRowVecNB x 1 KiB, L2) are broadcast past it; the block's
+// kRowVecUnits units of k, each tile of up to 64 rows reads its 16-64 KiB of packed A from L1
+// and L2 while the block's weight rows (kRowVecNB x 1 KiB, L2) are broadcast past it; the block's
 // sums live in a column-major buffer [columns][rows] between k chunks, and the epilogue reads
 // them back 16 columns at a time.
 //
@@ -45,7 +45,7 @@ class LineAligned {
 
 constexpr int64_t kRowVecUnitBytes = 4;
 constexpr int64_t kRowVecNB = 96;      // columns per block: a multiple of every tile's NR and of 16
-constexpr int64_t kRowVecUnits = 256;  // units of k per chunk: 16 KiB of a 64-row tile's A
+constexpr int64_t kRowVecUnits = 256;  // units of k per chunk: 16 KiB per 16 rows of A (128 and 64: no faster)
 constexpr int64_t kRowVecMB = 256;     // rows per block: the block's sums stay in L2 (96 KiB)
 constexpr int kRowVecMaxNR = 12;
 
