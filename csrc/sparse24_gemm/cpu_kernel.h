@@ -18,6 +18,9 @@
 
 #include "common/dot_tile.h"
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+#include "common/rowvec_gemm.h"
+#endif
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "sparse24_gemm/cpu_gemv_avx512.h"
 #endif
 
@@ -315,6 +318,25 @@ static inline void expand_row_2_4(const int8_t* v, const uint8_t* meta, int64_t 
   }
 }
 
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+// From this M (as dense W8A8: int8_gemm/cpu_kernel.h), common/rowvec_gemm.h's outer-product GEMM
+// on chunks of the weight expanded to dense int8.
+constexpr int64_t kSparse24Int8RowVecMinRows = 12;
+
+struct RowVecStaged24S8 {
+  static constexpr bool kStaged = true;
+  const int8_t* values;  // [N, K/2]
+  const uint8_t* meta;   // [N, ceil(K/8)]
+  int64_t K;
+  // k0 is a multiple of the chunk (1024 k), so of 8: whole metadata bytes; nk of 4.
+  void stage(int64_t n, int64_t k0, int64_t nk, uint8_t* dst) const {
+    const int8_t* v = values + n * (K / 2) + k0 / 2;
+    if (k0 + nk < K) prefetch_l2(v + nk / 2, std::min(K - k0 - nk, nk) / 2);
+    expand_row_2_4(v, meta + n * ((K + 7) / 8) + k0 / 8, nk, reinterpret_cast<int8_t*>(dst));
+  }
+};
+#endif
+
 #if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
 // Small M: expanding costs more than the products it feeds (it is not amortised), so
 // the GEMV instead gathers, with byte shuffles, the activations that the kept values
@@ -402,6 +424,11 @@ static void sparse24_int8_typed(const uint8_t* a, int64_t M, int64_t K, const in
                                 int64_t N, int64_t n_begin, int64_t n_end, const float* a_scale,
                                 const float* w_scale, const int32_t* w_sum, const float* bias, int8_t* scratch,
                                 T* out) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+  if (M >= kSparse24Int8RowVecMinRows)
+    return rowvec_gemm<RowVecU8S8>(a, M, K, RowVecStaged24S8{values, meta, K}, n_begin, n_end,
+                                   RowVecW8A8Epilogue<T>{a_scale, w_scale, w_sum, bias, out, N});
+#endif
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
   static_assert(NR <= kSparse24ExpandedRows, "the scratch buffer holds kSparse24ExpandedRows expanded rows");
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
