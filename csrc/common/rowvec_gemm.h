@@ -20,6 +20,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <new>
 #include <vector>
@@ -28,19 +29,43 @@
 
 namespace bigaccel::BIGACCEL_ISA_NS {
 
-// A scratch buffer aligned to the cache line: std::vector's 16-byte alignment made most 64-byte
-// loads straddle two lines (2:4's pair vectors ran at half the rate).
-template <typename T>
-class LineAligned {
+// Scratch buffers of the GEMMs below, cache-line aligned (std::vector's 16 bytes made most
+// 64-byte loads straddle two lines: 2:4's pair vectors ran at half the rate) and kept per thread
+// between calls (fresh ones were fresh pages: at M = 256 their faults took ~3% of a W8A8 call).
+// A thread holds its largest request so far: at most 256 rows of A, a few MiB at K = 11008.
+class RowVecScratch {
  public:
-  explicit LineAligned(size_t n) : p_(static_cast<T*>(::operator new[](n * sizeof(T) + 1, std::align_val_t(64)))) {}
-  ~LineAligned() { ::operator delete[](p_, std::align_val_t(64)); }
-  LineAligned(const LineAligned&) = delete;
-  LineAligned& operator=(const LineAligned&) = delete;
-  T* data() const { return p_; }
+  ~RowVecScratch() { release(); }
+  // Buffers of the given byte sizes, valid until this thread's next call.
+  template <size_t N>
+  std::array<uint8_t*, N> take(const std::array<size_t, N>& bytes) {
+    size_t offset[N], total = 0;
+    for (size_t i = 0; i < N; ++i) {
+      offset[i] = total;
+      total += (bytes[i] + 63) / 64 * 64;
+    }
+    if (total > capacity_) {
+      release();
+      base_ = static_cast<uint8_t*>(::operator new[](total, std::align_val_t(64)));
+      capacity_ = total;
+    }
+    std::array<uint8_t*, N> out;
+    for (size_t i = 0; i < N; ++i) out[i] = base_ + offset[i];
+    return out;
+  }
+  static RowVecScratch& of_this_thread() {
+    static thread_local RowVecScratch scratch;
+    return scratch;
+  }
 
  private:
-  T* p_;
+  void release() {
+    if (base_) ::operator delete[](base_, std::align_val_t(64));
+    base_ = nullptr;
+    capacity_ = 0;
+  }
+  uint8_t* base_ = nullptr;
+  size_t capacity_ = 0;
 };
 
 constexpr int64_t kRowVecUnitBytes = 4;
@@ -226,13 +251,13 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
   const int tail = Src::kStaged ? 0 : int(K % per);  // staged rows are zero-padded to a whole unit
   const int64_t mb_rows = std::min(round_up(M, 16), kRowVecMB);
   const int64_t row_bytes = kRowVecUnits * kRowVecUnitBytes;
-  LineAligned<uint8_t> packed(size_t(mb_rows / 16 * a_block));
-  LineAligned<Sum> sums(size_t((kRowVecNB + kRowVecMaxNR) * mb_rows));
-  LineAligned<uint8_t> edge(size_t(kRowVecMaxNR * row_bytes));
-  LineAligned<uint8_t> staged(Src::kStaged ? size_t(kRowVecNB * row_bytes) : 0);
+  const auto [packed, sums_bytes, edge, staged] = RowVecScratch::of_this_thread().take(std::array<size_t, 4>{
+      size_t(mb_rows / 16 * a_block), size_t((kRowVecNB + kRowVecMaxNR) * mb_rows) * sizeof(Sum),
+      size_t(kRowVecMaxNR * row_bytes), Src::kStaged ? size_t(kRowVecNB * row_bytes) : 0});
+  Sum* const sums = reinterpret_cast<Sum*>(sums_bytes);
   for (int64_t m0 = 0; m0 < M; m0 += kRowVecMB) {
     const int64_t rows = std::min(M - m0, kRowVecMB), blocks = (rows + 15) / 16;
-    rowvec_pack(a + m0 * K, rows, K, a_block, packed.data());
+    rowvec_pack(a + m0 * K, rows, K, a_block, packed);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kRowVecNB) {
       const int64_t ncols = std::min(n_end - n0, kRowVecNB);
       for (int64_t u0 = 0; u0 < units; u0 += kRowVecUnits) {
@@ -241,8 +266,8 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
         int64_t ldw;
         if constexpr (Src::kStaged) {
           const int64_t k0 = u0 * per, nk = std::min(K - k0, nu * per);
-          for (int64_t j = 0; j < ncols; ++j) src.stage(n0 + j, k0, nk, staged.data() + j * row_bytes);
-          wb = staged.data();
+          for (int64_t j = 0; j < ncols; ++j) src.stage(n0 + j, k0, nk, staged + j * row_bytes);
+          wb = staged;
           ldw = row_bytes;
         } else {
           wb = reinterpret_cast<const uint8_t*>(src.w + n0 * K) + u0 * kRowVecUnitBytes;
@@ -250,10 +275,10 @@ static void rowvec_gemm(const typename P::TA* a, int64_t M, int64_t K, const Src
         }
         const int tail_bytes = (u0 + nu == units) ? tail : 0;
         for (int64_t b = 0; b < blocks; b += 4)
-          rowvec_tile_rows<P, Src::kStaged>(int(std::min<int64_t>(blocks - b, 4)), packed.data() + b * a_block + u0 * 64, a_block,
-                              wb, ldw, ncols, nu, tail_bytes, sums.data() + b * 16, mb_rows, u0 > 0, edge.data());
+          rowvec_tile_rows<P, Src::kStaged>(int(std::min<int64_t>(blocks - b, 4)), packed + b * a_block + u0 * 64, a_block,
+                              wb, ldw, ncols, nu, tail_bytes, sums + b * 16, mb_rows, u0 > 0, edge);
       }
-      rowvec_finish<P>(sums.data(), mb_rows, m0, rows, n0, ncols, epi);
+      rowvec_finish<P>(sums, mb_rows, m0, rows, n0, ncols, epi);
     }
   }
 }

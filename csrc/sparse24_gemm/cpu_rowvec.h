@@ -153,20 +153,21 @@ void sparse24_bf16_rowvec_cols(const bf16_t* x, int64_t M, int64_t K, const bf16
   const int64_t groups = K / 4, block_bytes = groups * kS24GroupBytes;
   const int64_t ldv = K / 2 * int64_t(sizeof(bf16_t)), ldm = (K + 7) / 8;
   const int64_t mb_rows = std::min(round_up(M, 16), kS24Rows);
-  LineAligned<uint8_t> pairs(size_t(mb_rows / 16 * block_bytes));
-  LineAligned<float> sums(size_t((kS24NB + kS24MaxNR) * mb_rows));
+  const auto [pairs, sums_bytes] = RowVecScratch::of_this_thread().take(
+      std::array<size_t, 2>{size_t(mb_rows / 16 * block_bytes), size_t((kS24NB + kS24MaxNR) * mb_rows) * sizeof(float)});
+  float* const sums = reinterpret_cast<float*>(sums_bytes);
   const RowVecFloatEpilogue<bf16_t> epi{nullptr, bias, out, N};
   const auto* vbytes = reinterpret_cast<const uint8_t*>(values);
   for (int64_t m0 = 0; m0 < M; m0 += kS24Rows) {
     const int64_t rows = std::min(M - m0, kS24Rows);
-    s24_build_pairs(x + m0 * K, rows, K, block_bytes, pairs.data());
+    s24_build_pairs(x + m0 * K, rows, K, block_bytes, pairs);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += kS24NB) {
       const int64_t ncols = std::min(n_end - n0, kS24NB);
       for (int64_t g0 = 0; g0 < groups; g0 += kS24Groups)
-        s24_tile_rows(int((rows + 15) / 16), pairs.data() + g0 * kS24GroupBytes, block_bytes,
+        s24_tile_rows(int((rows + 15) / 16), pairs + g0 * kS24GroupBytes, block_bytes,
                       vbytes + n0 * ldv + g0 * 4, ldv, meta + n0 * ldm + g0 / 2, ldm, ncols,
-                      std::min(groups - g0, kS24Groups), sums.data(), mb_rows, g0 > 0);
-      rowvec_finish<RowVecBF16>(sums.data(), mb_rows, m0, rows, n0, ncols, epi);
+                      std::min(groups - g0, kS24Groups), sums, mb_rows, g0 > 0);
+      rowvec_finish<RowVecBF16>(sums, mb_rows, m0, rows, n0, ncols, epi);
     }
   }
 }
