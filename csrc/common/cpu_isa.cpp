@@ -50,6 +50,15 @@ Isa detected_isa() {
   return isa;
 }
 
+bool has_avx512_vbmi() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static const bool vbmi = __builtin_cpu_supports("avx512vbmi");
+  return vbmi && active_isa() == Isa::Avx512;
+#else
+  return false;
+#endif
+}
+
 bool has_avx512_bf16() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   static const bool bf16 = __builtin_cpu_supports("avx512bf16");

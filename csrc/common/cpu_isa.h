@@ -15,6 +15,7 @@ Isa detected_isa();
 Isa active_isa();
 void set_active_isa(Isa isa);  // throws if the processor does not support it
 bool has_avx512_bf16();         // the AVX-512 tier is active and the CPU has AVX512_BF16
+bool has_avx512_vbmi();         // the AVX-512 tier is active and the CPU has AVX512_VBMI (byte permutes)
 // TOP/s of the active tier's vector units for "fp32" (FMA), "bf16" (vdpbf16ps) or "int8" (the
 // kernels' dot-product instructions), all threads, over about `seconds`; 0 where not measured
 // (the portable tier, bf16 without AVX512_BF16). cpu_peak.cpp.

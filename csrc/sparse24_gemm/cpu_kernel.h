@@ -16,6 +16,7 @@
 
 #include <type_traits>
 
+#include "common/cpu_isa.h"
 #include "common/dot_tile.h"
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "common/rowvec_gemm.h"
@@ -433,8 +434,14 @@ static void sparse24_int8_typed(const uint8_t* a, int64_t M, int64_t K, const in
   static_assert(NR <= kSparse24ExpandedRows, "the scratch buffer holds kSparse24ExpandedRows expanded rows");
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
 #if BIGACCEL_VEC_LEVEL >= BIGACCEL_ISA_AVX2
-  if (M <= kSparse24GemvMaxRows)
+  if (M <= kSparse24GemvMaxRows) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+    static_assert(DotU8S8::kOffsetA == 128, "the VBMI GEMV's sums are of the shifted activations");
+    if (cpu::has_avx512_vbmi())
+      return sparse24_int8_gemv_vbmi_rows<kSparse24GemvMaxRows>(int(M), a, K, values, meta, n_begin, n_end, epi);
+#endif
     return sparse24_int8_gemv_rows<kSparse24GemvMaxRows>(int(M), a, K, values, meta, n_begin, n_end, w_sum, epi);
+  }
 #endif
   // A in MR-row panels (dot_tile.h), copied by each thread. With the prefetch below: 1.2-1.5x at
   // M = 8-16, 1.15-1.3x at 32-63 (2 threads, Zen 5, Llama-7B's three shapes, same run).
