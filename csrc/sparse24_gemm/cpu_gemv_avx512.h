@@ -74,6 +74,7 @@ static inline int64_t sparse24_bf16_steps(const bf16_t* xm, int64_t K, const bf1
 // 64 values as stored. The AVX2 form takes two byte shuffles and three widening multiplies
 // per 32 values, which bound it below the memory bandwidth (2 threads: ~48 GB/s of compressed
 // weight where the dense W8A8 GEMV read 88).
+constexpr int64_t kSparse24Int8PrefetchBytes = 8192;
 #define BIGACCEL_VBMI_TARGET \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi,avx2,fma,bmi2")))
 
@@ -92,9 +93,6 @@ BIGACCEL_VBMI_TARGET static void sparse24_int8_gemv_vbmi(const uint8_t* a, int64
   for (int64_t n = n_begin; n < n_end; ++n) {
     const int8_t* v = values + n * row_values;
     const uint8_t* mt = meta + n * row_meta;
-    // The next column's values and metadata, into L2 (one stream per column).
-    prefetch_l2(v + row_values, row_values);
-    prefetch_l2(mt + row_meta, row_meta);
     __m512i acc[MR];
     for (int r = 0; r < MR; ++r) acc[r] = _mm512_setzero_si512();
     int64_t g = 0;
@@ -103,6 +101,11 @@ BIGACCEL_VBMI_TARGET static void sparse24_int8_gemv_vbmi(const uint8_t* a, int64
       const __m512i idx = _mm512_add_epi8(_mm512_and_si512(_mm512_multishift_epi64_epi8(shift_ctrl, fields), two_bits),
                                           base_idx);
       const __m512i w = _mm512_loadu_si512(v + 2 * g);
+      // Values and metadata are each one stream across columns (rows of [N, K/2] and [N, K/8]):
+      // prefetched a fixed distance ahead, into the next columns (hardware prefetchers stop at
+      // every 4 KiB page).
+      __builtin_prefetch(v + 2 * g + kSparse24Int8PrefetchBytes, 0, 2);
+      if ((g & 127) == 0) __builtin_prefetch(mt + g / 2 + kSparse24Int8PrefetchBytes / 4, 0, 2);
       for (int r = 0; r < MR; ++r) {
         const uint8_t* ar = a + r * K + 4 * g;
         const __m512i x = _mm512_permutex2var_epi8(_mm512_loadu_si512(ar), idx, _mm512_loadu_si512(ar + 64));
