@@ -15,7 +15,7 @@ def _print_info(data: dict) -> None:
         print(f"  extension {e['module']:<18} {'loaded' if e['loaded'] else 'NOT loaded: ' + e['reason']}")
     cpu = data["cpu"]
     override = f" (BIGACCEL_CPU_ISA={cpu['isa_override']})" if cpu["isa_override"] else ""
-    bf16 = (", AVX512_BF16 (bf16 x: vdpbf16ps tiles, bf16 GEMM at large M)" if cpu.get("avx512_bf16")
+    bf16 = (", AVX512_BF16 (bf16 x: vdpbf16ps tiles, then an outer-product GEMM)" if cpu.get("avx512_bf16")
             else "")
     print(f"  cpu: {cpu['machine']}, ISA detected {cpu['isa_detected']}, in use {cpu['isa_in_use']}{override}{bf16}, "
           f"{cpu['threads']} threads")

@@ -289,13 +289,9 @@ constexpr int kRowVecRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 // W8A8 (bigaccel.reference.int8_mm): float(acc - 128 * w_sum) * (a_scale * w_scale) + bias.
 template <typename T>
-struct RowVecW8A8Epilogue {
-  const float* a_scale;
-  const float* w_scale;
-  const int32_t* w_sum;
-  const float* bias;
-  T* out;
-  int64_t N;
+struct RowVecW8A8Epilogue : W8A8Epilogue<T> {  // its operands, 16 columns at a time
+  using W8A8Epilogue<T>::a_scale, W8A8Epilogue<T>::w_scale, W8A8Epilogue<T>::w_sum, W8A8Epilogue<T>::bias,
+      W8A8Epilogue<T>::out, W8A8Epilogue<T>::N;
   struct Columns {
     __m512i offset;
     __m512 w_scale, bias;

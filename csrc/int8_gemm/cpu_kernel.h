@@ -36,7 +36,7 @@ static void int8_mm_typed(const uint8_t* a, int64_t M, int64_t K, const int8_t* 
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   if (M >= kVnniGemmMinRows)
     return rowvec_gemm<RowVecU8S8>(a, M, K, RowVecInPlace{w, K}, n_begin, n_end,
-                                   RowVecW8A8Epilogue<T>{a_scale, w_scale, w_sum, bias, out, N});
+                                   RowVecW8A8Epilogue<T>{{a_scale, w_scale, w_sum, bias, out, N}});
 #endif
   W8A8Epilogue<T> epi{a_scale, w_scale, w_sum, bias, out, N};
   dot_gemm_panels<DotU8S8, MR, NR>(a, M, w, n_begin, n_end, K, rows_per_block(K, 1, MR), epi);

@@ -55,23 +55,9 @@ static inline void expand_row_bf16(const bf16_t* v, const uint8_t* meta, int64_t
   for (int64_t k = K; k < kp; ++k) dense[k] = bf16_t{0};
 }
 
-// A 2:4 weight staged for rowvec_gemm: each chunk of a row expanded to dense bf16 (exact).
-struct RowVecStaged24 {
-  static constexpr bool kStaged = true;
-  const bf16_t* values;  // [N, K/2]
-  const uint8_t* meta;   // [N, ceil(K/8)]
-  int64_t K;
-  // k0 is a multiple of the chunk (512 k), so of 8: whole metadata bytes.
-  void stage(int64_t n, int64_t k0, int64_t nk, uint8_t* dst) const {
-    const bf16_t* v = values + n * (K / 2) + k0 / 2;
-    if (k0 + nk < K) prefetch_l2(v + nk / 2, std::min(K - k0 - nk, nk) / 2 * int64_t(sizeof(bf16_t)));
-    expand_row_bf16(v, meta + n * ((K + 7) / 8) + k0 / 8, nk, nk, reinterpret_cast<bf16_t*>(dst));
-  }
-};
-
 void sparse24_bf16_dense_rowvec_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
                                      int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out) {
-  rowvec_gemm<RowVecBF16>(x, M, K, RowVecStaged24{values, meta, K}, n_begin, n_end,
+  rowvec_gemm<RowVecBF16>(x, M, K, RowVecStaged24<bf16_t>{values, meta, K}, n_begin, n_end,
                           RowVecFloatEpilogue<bf16_t>{nullptr, bias, out, N});
 }
 

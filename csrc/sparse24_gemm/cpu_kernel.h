@@ -324,16 +324,24 @@ static inline void expand_row_2_4(const int8_t* v, const uint8_t* meta, int64_t 
 // on chunks of the weight expanded to dense int8.
 constexpr int64_t kSparse24Int8RowVecMinRows = 12;
 
-struct RowVecStaged24S8 {
+static inline void expand_row_bf16(const bf16_t* v, const uint8_t* meta, int64_t K, int64_t kp, bf16_t* dense);
+
+// A 2:4 weight staged for rowvec_gemm: each chunk of a row expanded to dense int8 or bf16 (exact).
+template <typename V>
+struct RowVecStaged24 {
   static constexpr bool kStaged = true;
-  const int8_t* values;  // [N, K/2]
-  const uint8_t* meta;   // [N, ceil(K/8)]
+  const V* values;      // [N, K/2]
+  const uint8_t* meta;  // [N, ceil(K/8)]
   int64_t K;
-  // k0 is a multiple of the chunk (1024 k), so of 8: whole metadata bytes; nk of 4.
+  // k0 is a multiple of the chunk (512 or 1024 k), so of 8: whole metadata bytes; nk of 4.
   void stage(int64_t n, int64_t k0, int64_t nk, uint8_t* dst) const {
-    const int8_t* v = values + n * (K / 2) + k0 / 2;
-    if (k0 + nk < K) prefetch_l2(v + nk / 2, std::min(K - k0 - nk, nk) / 2);
-    expand_row_2_4(v, meta + n * ((K + 7) / 8) + k0 / 8, nk, reinterpret_cast<int8_t*>(dst));
+    const V* v = values + n * (K / 2) + k0 / 2;
+    if (k0 + nk < K) prefetch_l2(v + nk / 2, std::min(K - k0 - nk, nk) / 2 * int64_t(sizeof(V)));
+    const uint8_t* mt = meta + n * ((K + 7) / 8) + k0 / 8;
+    if constexpr (std::is_same_v<V, int8_t>)
+      expand_row_2_4(v, mt, nk, reinterpret_cast<int8_t*>(dst));
+    else
+      expand_row_bf16(v, mt, nk, nk, reinterpret_cast<bf16_t*>(dst));
   }
 };
 #endif
@@ -427,8 +435,8 @@ static void sparse24_int8_typed(const uint8_t* a, int64_t M, int64_t K, const in
                                 T* out) {
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
   if (M >= kSparse24Int8RowVecMinRows)
-    return rowvec_gemm<RowVecU8S8>(a, M, K, RowVecStaged24S8{values, meta, K}, n_begin, n_end,
-                                   RowVecW8A8Epilogue<T>{a_scale, w_scale, w_sum, bias, out, N});
+    return rowvec_gemm<RowVecU8S8>(a, M, K, RowVecStaged24<int8_t>{values, meta, K}, n_begin, n_end,
+                                   RowVecW8A8Epilogue<T>{{a_scale, w_scale, w_sum, bias, out, N}});
 #endif
   constexpr int MR = DotU8S8::kTileM, NR = DotU8S8::kTileN;
   static_assert(NR <= kSparse24ExpandedRows, "the scratch buffer holds kSparse24ExpandedRows expanded rows");
