@@ -30,10 +30,10 @@ def int16_activation_error(case, x: torch.Tensor, w_dense: torch.Tensor, max_row
     return (x.double() - x16.double()).abs() @ w_dense.double().abs().t()
 
 
-def cpu_bf16_gemm(case, x: torch.Tensor, min_rows: int, direct_op: bool = False) -> bool:
-    """Whether this call takes the CPU's bf16-GEMM path (use_bf16_gemm in
+def cpu_bf16_kernels(case, x: torch.Tensor, min_rows: int, direct_op: bool = False) -> bool:
+    """Whether this call takes the CPU's bf16 kernels (use_bf16_kernels in
     csrc/common/cpu_parallel.h): bf16 x, M >= min_rows, AVX-512 kernels on a CPU with
-    AVX512_BF16. Its sums come back rounded to bf16 before the bias and scale are applied.
+    AVX512_BF16; they take x as it is, with fp32 sums (int4 rounds its weight to bf16).
     direct_op: the test calls torch.ops.bigaccel.* itself, which on CPU tensors runs the C++
     kernel whatever backend the case names (BIGACCEL_BACKEND steers bigaccel.ops)."""
     backend, device, isa = case

@@ -38,24 +38,19 @@ void parallel_over_columns(int64_t M, int64_t N, int64_t K, int64_t chunk, const
   });
 }
 
-// The large-M path of the weight-only GEMMs: per block of kSgemmBlockN output columns,
-// fill(n0, nb, tile) writes the block's weight rows into tile [nb, K] (cache resident; fp32,
-// or the GEMM's dtype if fill_any_dtype: one conversion pass less), torch's GEMM multiplies
-// x_gemm [M, K] by it (it blocks over M and K, which a register tile streaming all of x per
-// few columns does not), then finish_column_block applies the per-column scale if any.
-// x_gemm is fp32, or bf16 where use_bf16_gemm says so: then the tile is rounded to bf16 (exact
-// for int8 weights and bf16 2:4 values; int4's dequantized weights round, as in a bf16
-// nn.Linear) and torch's bf16 GEMM returns its fp32 sums rounded to bf16 before the finish.
+// The large-M path of the weight-only GEMMs with fp32 x (bf16 x on AVX512_BF16 CPUs takes
+// common/rowvec_gemm.h instead): per block of kSgemmBlockN output columns, fill(n0, nb, tile)
+// writes the block's weight rows into the fp32 tile [nb, K] (cache resident), torch's fp32 GEMM
+// multiplies x32 [M, K] by it (it blocks over M and K, which a register tile streaming all of x
+// per few columns does not), then finish_column_block applies the per-column scale if any.
 // From this M the weight-only GEMMs take this path; 512 columns of fp32 weight are 8 MiB at
 // K = 4096, resident in the last-level cache.
 constexpr int64_t kSgemmMinRows = 128;
 constexpr int64_t kSgemmBlockN = 512;
 
-// Whether this call's large-M path runs in bf16: bf16 x, M >= min_rows and a CPU with
-// AVX512_BF16, where torch's bf16 GEMM (oneDNN, vdpbf16ps) runs at ~4x its fp32 one (970
-// against 220 GFLOP/s on the 2-core Zen 5 VM, 2026-11-27). Without AVX512_BF16 it would be
-// the slower of the two.
-inline bool use_bf16_gemm(const at::Tensor& x, int64_t min_rows) {
+// Whether this call runs the bf16 kernels (vdpbf16ps tiles, then common/rowvec_gemm.h): bf16 x,
+// M >= min_rows and a CPU with AVX512_BF16, whose vdpbf16ps does twice the work of an fp32 FMA.
+inline bool use_bf16_kernels(const at::Tensor& x, int64_t min_rows) {
   return x.scalar_type() == at::kBFloat16 && x.size(0) >= min_rows && cpu::has_avx512_bf16();
 }
 
@@ -73,21 +68,18 @@ inline void finish_column_block(at::Tensor& acc, const std::optional<at::Tensor>
 }
 
 template <typename Fill>
-void weight_blocks_gemm(const at::Tensor& x_gemm, at::Tensor& out, const Fill& fill, bool fill_any_dtype,
+void weight_blocks_gemm(const at::Tensor& x32, at::Tensor& out, const Fill& fill,
                         const std::optional<at::Tensor>& column_scale, const std::optional<at::Tensor>& bias_f32,
                         std::optional<Act> act, const char* op) {
-  const int64_t N = out.size(1), K = x_gemm.size(1);
-  const bool convert = x_gemm.scalar_type() != at::kFloat && !fill_any_dtype;
+  TORCH_INTERNAL_ASSERT(x32.scalar_type() == at::kFloat, "weight_blocks_gemm takes fp32 x");
+  const int64_t N = out.size(1), K = x32.size(1);
   // Allocated once: a fresh multi-MiB buffer per block would be fresh pages every time.
-  at::Tensor tile = at::empty({std::min(N, kSgemmBlockN), K}, x_gemm.options());
-  at::Tensor tile32 = convert ? at::empty(tile.sizes(), x_gemm.options().dtype(at::kFloat)) : tile;
+  at::Tensor tile = at::empty({std::min(N, kSgemmBlockN), K}, x32.options());
   for (int64_t n0 = 0; n0 < N; n0 += kSgemmBlockN) {
     const int64_t nb = std::min(N, n0 + kSgemmBlockN) - n0;
-    at::Tensor block = tile.narrow(0, 0, nb), filled = tile32.narrow(0, 0, nb);
-    fill(n0, nb, filled);
-    if (convert) block.copy_(filled);
-    at::Tensor acc = at::mm(x_gemm, block.t());
-    if (acc.scalar_type() != at::kFloat) acc = acc.to(at::kFloat);
+    at::Tensor block = tile.narrow(0, 0, nb);
+    fill(n0, nb, block);
+    at::Tensor acc = at::mm(x32, block.t());
     finish_column_block(acc, column_scale ? std::optional<at::Tensor>(column_scale->narrow(0, n0, nb)) : std::nullopt,
                         bias_f32, act, out, n0, op);
   }

@@ -13,8 +13,7 @@ BIGACCEL_DECLARE_ISA_KERNEL(void, int4_mm_cols, const float* x, int64_t M, int64
                             int64_t n_end, const float* bias, float* scratch, void* out, bigaccel::DType out_dtype)
 
 BIGACCEL_DECLARE_ISA_KERNEL(void, int4_dequantize_cols, const uint8_t* packed, const float* scales,
-                            const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, void* tile,
-                            bool tile_bf16)
+                            const uint8_t* zeros, int64_t K, int64_t group_size, int64_t n0, int64_t n1, float* tile)
 
 #if defined(__x86_64__)
 namespace bigaccel::avx2 {
@@ -67,7 +66,7 @@ constexpr int64_t kW4A16Bf16TileMinRows = 3;
 // columns, which stops fitting in cache as M grows (0.6x F.linear fp32 at M = 1024,
 // 4096 x 11008, against 1.1x at M = 256).
 
-// x_nib: x in nibble order, fp32 or (use_bf16_gemm) bf16.
+// x_nib: x in nibble order, fp32.
 void int4_mm_dense_gemm(const at::Tensor& x_nib, const at::Tensor& p, const at::Tensor& s,
                         const std::optional<at::Tensor>& z, int64_t group_size, const std::optional<at::Tensor>& b32,
                         std::optional<Act> act, at::Tensor& out) {
@@ -75,15 +74,13 @@ void int4_mm_dense_gemm(const at::Tensor& x_nib, const at::Tensor& p, const at::
   const auto dequantize = BIGACCEL_SELECT_ISA_KERNEL(int4_dequantize_cols);
   weight_blocks_gemm(
       x_nib, out,
-      [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x_nib; fp32 or bf16
-        const bool bf16 = tile.scalar_type() == at::kBFloat16;
-        auto* base = static_cast<char*>(tile.data_ptr());
+      [&](int64_t n0, int64_t nb, at::Tensor& tile) {  // in nibble order, as x_nib
         parallel_over_columns(1, nb, K, kBlockN, [&](int64_t c0, int64_t c1) {
           dequantize(p.data_ptr<uint8_t>(), s.data_ptr<float>(), z ? z->data_ptr<uint8_t>() : nullptr, K, group_size,
-                     n0 + c0, n0 + c1, base + c0 * K * tile.element_size(), bf16);
+                     n0 + c0, n0 + c1, tile.data_ptr<float>() + c0 * K);
         });
       },
-      /*fill_any_dtype=*/true, std::nullopt, b32, act, "int4_mm");
+      std::nullopt, b32, act, "int4_mm");
 }
 
 }  // namespace
@@ -130,7 +127,7 @@ at::Tensor int4_mm_cpu(const at::Tensor& x, const at::Tensor& packed, const at::
     return t.contiguous().view({M, K / kNibbleChunk, kNibbleChunk / 2, 2}).transpose(2, 3).contiguous().view({M, K});
   };
 #if defined(__x86_64__)
-  if (use_bf16_gemm(x, kW4A16Bf16TileMinRows)) {
+  if (use_bf16_kernels(x, kW4A16Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
     const int64_t panel_elems = avx512::int4_bf16_panel_elems(M, K);

@@ -107,15 +107,13 @@ static void int4_gemv_rows(const float* x_nib, const Int4Weight& w, int64_t N, i
   }
 }
 
-// Dequantizes columns [n0, n1) into tile[(n - n0) * K + k'], k' in nibble order (x is too);
-// T = bf16_t rounds each fp32 weight to bf16 (for the bf16 GEMM of the host's large-M path).
-template <typename T>
-static void int4_dequantize_columns(const Int4Weight& w, int64_t n0, int64_t n1, T* tile) {
+// Dequantizes columns [n0, n1) into tile[(n - n0) * K + k'], k' in nibble order (x is too).
+static void int4_dequantize_columns(const Int4Weight& w, int64_t n0, int64_t n1, float* tile) {
   constexpr int W = VecF::kWidth, V = kInt4CodeVecs;
   const int64_t K = w.K, G = w.G, groups = K / G;
   for (int64_t n = n0; n < n1; ++n) {
     const uint8_t* row = w.packed + n * (K / 2);
-    T* dst = tile + (n - n0) * K;
+    float* dst = tile + (n - n0) * K;
     for (int64_t g = 0; g < groups; ++g) {
       const int zero = w.zero_code(n, g);
       const VecF scale = VecF::broadcast(w.scales[n * groups + g]);
@@ -395,12 +393,8 @@ void int4_gemm_i16_cols(const I16Rows& x, int64_t M, int64_t K, const uint8_t* p
 // Columns [n0, n1) dequantized into tile[(n - n0) * K + k'], k' in nibble order: the large-M
 // path multiplies such tiles with torch's fp32 GEMM (cpu.cpp).
 void int4_dequantize_cols(const uint8_t* packed, const float* scales, const uint8_t* zeros, int64_t K,
-                          int64_t group_size, int64_t n0, int64_t n1, void* tile, bool tile_bf16) {
-  const Int4Weight w{packed, scales, zeros, K, group_size};
-  if (tile_bf16)
-    int4_dequantize_columns(w, n0, n1, static_cast<bf16_t*>(tile));
-  else
-    int4_dequantize_columns(w, n0, n1, static_cast<float*>(tile));
+                          int64_t group_size, int64_t n0, int64_t n1, float* tile) {
+  int4_dequantize_columns(Int4Weight{packed, scales, zeros, K, group_size}, n0, n1, tile);
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -76,8 +76,6 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   const at::Tensor w_c = w.contiguous(), w_s = w_scale.contiguous();
   const auto b32 = bias_f32(bias);
   const auto epilogue = activations::make_epilogue(act, out, op);
-  // int8 weights are exact in fp32 and in bf16.
-  const auto fill = [&](int64_t n0, int64_t nb, at::Tensor& tile) { tile.copy_(w_c.narrow(0, n0, nb)); };
 #if defined(__x86_64__)
   // bf16 x with AVX512_BF16: vdpbf16ps on the weight as bf16 (exact), at every M (cpu_kernel.h).
   if (out_kind == DType::BF16 && cpu::has_avx512_bf16()) {
@@ -108,7 +106,9 @@ at::Tensor int8_weight_only_mm_cpu(const at::Tensor& x, const at::Tensor& w, con
   // Large M: weight blocks converted exactly to fp32 and torch's fp32 GEMM. The register tile
   // re-reads all of x per column chunk (0.71-0.76x F.linear fp32 at M >= 256).
   if (M >= kSgemmMinRows) {
-    weight_blocks_gemm(x32, out, fill, /*fill_any_dtype=*/true, w_s, b32, act, op);
+    // int8 weights are exact in fp32.
+    const auto fill = [&](int64_t n0, int64_t nb, at::Tensor& tile) { tile.copy_(w_c.narrow(0, n0, nb)); };
+    weight_blocks_gemm(x32, out, fill, w_s, b32, act, op);
     return out;
   }
   const auto kernel = BIGACCEL_SELECT_ISA_KERNEL(int8_weight_only_cols);

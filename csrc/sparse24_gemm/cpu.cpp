@@ -62,19 +62,19 @@ constexpr int64_t kSparse24Bf16TileMinRows = 4;
 constexpr int64_t kSparse24PairsMinRows = 32;
 constexpr int64_t kSparse24DenseRowVecMinRows = 128;
 
-void sparse24_mm_dense_gemm(const at::Tensor& x_gemm, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
+void sparse24_mm_dense_gemm(const at::Tensor& x32, const at::Tensor& vals, bool values_bf16, const at::Tensor& meta,
                             const std::optional<at::Tensor>& b32, at::Tensor& out) {
-  const int64_t K = x_gemm.size(1);
+  const int64_t K = x32.size(1);
   const auto expand = BIGACCEL_SELECT_ISA_KERNEL(sparse24_expand_rows_f32);
   weight_blocks_gemm(
-      x_gemm, out,
+      x32, out,
       [&](int64_t n0, int64_t nb, at::Tensor& tile) {
         at::parallel_for(0, nb, 16, [&](int64_t r0, int64_t r1) {
           expand(vals.data_ptr(), values_bf16, meta.data_ptr<uint8_t>(), K, n0 + r0, n0 + r1,
                  tile.data_ptr<float>() + r0 * K);
         });
       },
-      /*fill_any_dtype=*/false, std::nullopt, b32, std::nullopt, "sparse24_mm");
+      std::nullopt, b32, std::nullopt, "sparse24_mm");
 }
 
 }  // namespace
@@ -102,7 +102,7 @@ at::Tensor sparse24_mm_cpu(const at::Tensor& x, const at::Tensor& values, const 
   const auto b32 = bias_f32(bias);
 #if defined(__x86_64__)
   // bf16 x and values on a CPU with AVX512_BF16: bf16 products, exact.
-  if (values_bf16 && use_bf16_gemm(x, kSparse24Bf16TileMinRows)) {
+  if (values_bf16 && use_bf16_kernels(x, kSparse24Bf16TileMinRows)) {
     const at::Tensor x_c = x.contiguous();
     const auto* xp = static_cast<const bf16_t*>(x_c.data_ptr());
     const auto kernel = M >= kSparse24DenseRowVecMinRows ? avx512::sparse24_bf16_dense_rowvec_cols

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases, cpu_bf16_gemm
+from tests.conftest import backend_cases, cpu_bf16_kernels
 from tests.ops.test_int4_gemm import W4A16_BF16_TILE_MIN_ROWS
 
 EPS32 = torch.finfo(torch.float32).eps
@@ -44,7 +44,7 @@ def _problem(op, m, dtype, seed, case=("reference", "cpu", None)):
         pre = reference.int4_mm(x.float(), packed, scales, zeros, G, b)
         w_dq = reference.dequantize_int4(packed, scales, zeros, G).double()
         lin_tol = K * EPS32 * (x.double().abs() @ w_dq.abs().t()) + 4 * EPS32 * (pre.double().abs() + bias_abs)
-        if cpu_bf16_gemm(case, x, W4A16_BF16_TILE_MIN_ROWS, direct_op=True):  # the weight rounded to bf16
+        if cpu_bf16_kernels(case, x, W4A16_BF16_TILE_MIN_ROWS, direct_op=True):  # the weight rounded to bf16
             lin_tol = lin_tol + x.double().abs() @ (w_dq - w_dq.bfloat16().double()).abs().t()
         args, tail = (x, packed, scales, zeros, G, b), ()
 

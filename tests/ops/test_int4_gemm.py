@@ -4,7 +4,7 @@ import torch
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases, cpu_bf16_gemm, int16_activation_error
+from tests.conftest import backend_cases, cpu_bf16_kernels, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 200: the dequantize + fp32 GEMM path (M >= 128)
@@ -53,7 +53,7 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
     sum_abs = x.double().abs() @ w.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
     # The bf16 paths hold x as it is (no int16), and round the weight instead.
-    x_error = (_bf16_weight_error(x, w) if cpu_bf16_gemm(case, x, W4A16_BF16_TILE_MIN_ROWS)
+    x_error = (_bf16_weight_error(x, w) if cpu_bf16_kernels(case, x, W4A16_BF16_TILE_MIN_ROWS)
                else int16_activation_error(case, x, w, max_rows=_int16_rows(g)))
     return k * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + 1e-30 + x_error
 

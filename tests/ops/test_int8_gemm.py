@@ -4,7 +4,7 @@ import torch
 
 import bigaccel
 from bigaccel import reference
-from tests.conftest import backend_cases, cpu_bf16_gemm, int16_activation_error, supported_isas
+from tests.conftest import backend_cases, cpu_bf16_kernels, int16_activation_error, supported_isas
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 MS = [1, 3, 17, 64, 200]
@@ -89,7 +89,7 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
     w_dense = w.double() * w_scale.double()[:, None]
     sum_abs = x.double().abs() @ w_dense.abs().t()
     bias_abs = b.double().abs() if b is not None else 0
-    x_error = (0 if cpu_bf16_gemm(case, x, 0)
+    x_error = (0 if cpu_bf16_kernels(case, x, 0)
                else int16_activation_error(case, x, w_dense, max_rows=W8A16_INT16_MAX_ROWS))
     return x.shape[1] * EPS32 * sum_abs + 2 * torch.finfo(ref.dtype).eps * (ref.double().abs() + bias_abs) + x_error
 
