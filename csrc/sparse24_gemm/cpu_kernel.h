@@ -20,8 +20,6 @@
 #include "common/dot_tile.h"
 #if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "common/rowvec_gemm.h"
-#endif
-#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
 #include "sparse24_gemm/cpu_gemv_avx512.h"
 #endif
 
