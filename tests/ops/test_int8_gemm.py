@@ -120,18 +120,21 @@ def test_w8a8_cpu_on_each_side_of_each_path_switch(case, m, k, dtype, activation
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
-@pytest.mark.parametrize("m", [4, 5, W8A16_BF16_ROWVEC_MIN_ROWS - 1, W8A16_BF16_ROWVEC_MIN_ROWS, 64,
-                               W8A16_INT16_MAX_ROWS, W8A16_INT16_MAX_ROWS + 1, 300])
+@pytest.mark.parametrize("m", [4, 5, 6, 7, 8, 14, 16, W8A16_BF16_ROWVEC_MIN_ROWS - 1, W8A16_BF16_ROWVEC_MIN_ROWS,
+                               64, W8A16_INT16_MAX_ROWS, W8A16_INT16_MAX_ROWS + 1, 300])
 def test_w8a16_bf16_at_each_cpu_path_boundary(case, m, use_backend):
     """The int16 GEMV, the int16 GEMM, the last row it takes and the fp32 GEMM path after it;
-    with AVX512_BF16, the vdpbf16ps tiles and the outer-product GEMM from
-    W8A16_BF16_ROWVEC_MIN_ROWS (M = 300: two blocks of rows; K = 1031 below: k chunks with a
-    tail; N = 2100: column blocks with a tail)."""
+    with AVX512_BF16, the vdpbf16ps tiles of 5-8 rows (M = 5-23, one to three tiles; M = 16 at
+    K = 16411 in two blocks of rows) and the outer-product GEMM from W8A16_BF16_ROWVEC_MIN_ROWS
+    (M = 300: two blocks of rows; K = 1031 below: k chunks with a tail; N = 2100: column blocks
+    with a tail)."""
     backend, device, isa = case
     if backend == "triton" and device == "cpu" and m > 8:
         pytest.skip("too large for the Triton interpreter")
     use_backend(backend, isa)
     n, k = (37, 300) if m < W8A16_BF16_ROWVEC_MIN_ROWS or backend != "cpu" else (2100, 1031)
+    if m == 16 and backend == "cpu":
+        k = 16411
     x, w, w_scale, b = _data(m, n, k, torch.bfloat16, seed=m)
     out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
     ref = reference.int8_weight_only_mm(x, w, w_scale, b)
