@@ -10,6 +10,8 @@
 // kTileM x kTileN that fits the ISA's register file. See vec.h.
 #pragma once
 
+#include <type_traits>
+
 #include "common/vec.h"
 
 namespace bigaccel::BIGACCEL_ISA_NS {
@@ -183,6 +185,20 @@ static void dot_gemm_panels(const TA* a, int64_t M, const int8_t* b, int64_t n_b
   pack_panels<MR, P::kBytes>(a, K, M, K, panels);
   dot_gemm<P, MR, NR>(panels, K, true, M, b, K, n_begin, n_end, K, mc, epi);
   delete[] panels;
+}
+
+// Calls f(std::integral_constant<int, R>) with the rows per tile for M > 4 rows in tiles of at
+// most 8: the fewest tiles, the most even (R = 5-8). Tiles of 8 rows convert or decode each
+// weight vector for twice the rows of a 4-row tile.
+template <typename F>
+static void with_tile_rows_5_to_8(int64_t M, F&& f) {
+  const int64_t tiles = (M + 7) / 8;
+  switch ((M + tiles - 1) / tiles) {
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
 }
 
 // Enough rows of A to fill ~256 KiB of L2, a whole number of tiles.

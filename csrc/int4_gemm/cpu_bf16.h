@@ -10,13 +10,16 @@
 // The weight is therefore rounded to bf16 once, as a bf16 nn.Linear rounds its weight and as
 // the bf16 GEMM of the larger-M path does (cpu.cpp); products and sums are fp32.
 //
-// A tile of R rows x C columns keeps R * C accumulators over the whole K.
-// - Up to R rows, each 32-k chunk decodes C columns (four instructions each, two of them
-//   shuffles, which bound this form: ~8 cycles per 4 x 4 tile chunk) for R * C vdpbf16ps.
-// - Above R rows, C columns at a time are decoded once into a scratch tile (C * K bf16, in L1
-//   or L2) and every R-row tile reads them back; x is first copied into R-row panels
+// A tile of R rows x C columns keeps R * C accumulators over the whole K, and each 32-k chunk
+// decodes its C columns (four instructions each, two of them shuffles) for R * C vdpbf16ps.
+// - Up to 4 rows, one tile row (R = 4, C = 4) reads x as it is.
+// - Above, tiles of 5-8 rows (C = 4, 4, 3, 3), x first copied into panels of that many rows
 //   (int4_bf16_pack_rows), so that each tile reads one sequential stream of x instead of R
 //   rows K apart (one core, 4096 x 4096: 1.15-1.3x at M = 16-32).
+// The tiles of 5-8 rows replaced 4 x 4 tiles that read C columns decoded once into a scratch
+// tile: two threads, Llama-7B's three shapes, g128, two A/B runs (2026-11-28): 0.53-0.62
+// TFLOP/s against 0.35-0.40 at M = 5, 0.59-0.73 against 0.54-0.63 at 16, 0.62-0.70 against
+// 0.61-0.65 at 31.
 #pragma once
 
 #include "common/rowvec_gemm.h"
@@ -46,8 +49,8 @@ static inline __m512bh int4_bf16_decode(const uint8_t* p, __m512i table) {
   return (__m512bh)_mm512_permutexvar_epi16(idx, table);
 }
 
-// Where a tile finds its C columns' weights for one 32-k chunk: decoded from the packed
-// weight (a table per column per group), or read back from a decoded scratch tile.
+// A tile's C columns' weights for one 32-k chunk, decoded from the packed weight (a table per
+// column per group).
 template <int C>
 struct Int4Bf16Decoded {
   const Int4Weight& w;
@@ -62,16 +65,6 @@ struct Int4Bf16Decoded {
       if ((k & 127) == 0) __builtin_prefetch(row + k / 2 + kInt4Bf16PrefetchBytes, 0, 2);
       wv[c] = int4_bf16_decode(row + k / 2, table[c]);
     }
-  }
-};
-
-template <int C>
-struct Int4Bf16Scratch {
-  const bf16_t* tile;  // [C][K]
-  int64_t K;
-  void start_group(int64_t) {}
-  void load(int64_t k, __m512bh (&wv)[C]) const {
-    for (int c = 0; c < C; ++c) wv[c] = (__m512bh)_mm512_loadu_si512(tile + c * K + k);
   }
 };
 
@@ -102,42 +95,22 @@ static void int4_bf16_tile(Bf16Rows x, int64_t K, int64_t G, Src src, int64_t N,
     }
 }
 
-// The tile for the edge sizes r <= R, c <= C, each its own unrolled instantiation; `tile` is
-// the scratch tile, or null to decode in registers.
+// The tile for the edge sizes r <= R, c <= C, each its own unrolled instantiation.
 template <int R, int C, typename T>
-static void int4_bf16_tile_edge(int r, int c, Bf16Rows x, const Int4Weight& w, const bf16_t* tile, int64_t N,
-                                int64_t m, int64_t n, const float* bias, T* out) {
+static void int4_bf16_tile_edge(int r, int c, Bf16Rows x, const Int4Weight& w, int64_t N, int64_t m, int64_t n,
+                                const float* bias, T* out) {
   if constexpr (R > 1)
-    if (r < R) return int4_bf16_tile_edge<R - 1, C>(r, c, x, w, tile, N, m, n, bias, out);
+    if (r < R) return int4_bf16_tile_edge<R - 1, C>(r, c, x, w, N, m, n, bias, out);
   if constexpr (C > 1)
-    if (c < C) return int4_bf16_tile_edge<R, C - 1>(r, c, x, w, tile, N, m, n, bias, out);
-  if (tile)
-    int4_bf16_tile<R, C>(x, w.K, w.G, Int4Bf16Scratch<C>{tile, w.K}, N, m, n, bias, out);
-  else
-    int4_bf16_tile<R, C>(x, w.K, w.G, Int4Bf16Decoded<C>{w, n, {}}, N, m, n, bias, out);
-}
-
-// Columns [n0, n1) decoded into tile[(n - n0) * K + k], k order.
-static void int4_bf16_decode_columns(const Int4Weight& w, int64_t n0, int64_t n1, bf16_t* tile) {
-  const int64_t K = w.K, G = w.G;
-  for (int64_t n = n0; n < n1; ++n) {
-    const uint8_t* row = w.packed + n * (K / 2);
-    bf16_t* dst = tile + (n - n0) * K;
-    for (int64_t g = 0; g < w.groups; ++g) {
-      const __m512i table = int4_bf16_table(w.scales[n * w.groups + g], w.zero_code(n, g));
-      for (int64_t k = g * G; k < (g + 1) * G; k += 32) {
-        if ((k & 127) == 0) __builtin_prefetch(row + k / 2 + kInt4Bf16PrefetchBytes, 0, 2);
-        _mm512_storeu_si512(dst + k, (__m512i)int4_bf16_decode(row + k / 2, table));
-      }
-    }
-  }
+    if (c < C) return int4_bf16_tile_edge<R, C - 1>(r, c, x, w, N, m, n, bias, out);
+  int4_bf16_tile<R, C>(x, w.K, w.G, Int4Bf16Decoded<C>{w, n, {}}, N, m, n, bias, out);
 }
 
 // From this M, common/rowvec_gemm.h's GEMM on weight chunks staged as bf16 (RowVecStagedInt4),
 // for every larger M. Two threads, Llama-7B's three shapes, g128, weights in L3 or DRAM
-// (2026-11-28), TFLOP/s against the tiles below and, from M = 48, torch's bf16 GEMM over blocks
-// dequantized to bf16: 0.59-0.62 against 0.58-0.64 at M = 24, 0.80-0.83 against 0.59-0.62 at
-// 32, 0.81-0.88 against 0.54-0.55 at 64 (1.26-1.35x bf16 F.linear), 0.90-0.95 against
+// (2026-11-28), TFLOP/s against the tiles above (4 x 4 then; the 5-8-row tiles: 0.61-0.74 at
+// M = 24, 0.62-0.70 at 31) and, from M = 48, torch's bf16 GEMM over blocks dequantized to bf16:
+// 0.59-0.62 against 0.58-0.64 at M = 24, 0.80-0.83 against 0.59-0.62 at 32, 0.81-0.88 against 0.54-0.55 at 64 (1.26-1.35x bf16 F.linear), 0.90-0.95 against
 // 0.78-0.81 at 256 (0.99-1.07x bf16 F.linear).
 constexpr int64_t kInt4RowVecMinRows = 32;
 
@@ -159,21 +132,38 @@ struct RowVecStagedInt4 {
   }
 };
 
+static int64_t rows_per_tile(int64_t M) {
+  int64_t r = 0;
+  with_tile_rows_5_to_8(M, [&](auto rows) { r = decltype(rows)::value; });
+  return r;
+}
+
 // Elements of the panels int4_bf16_pack_rows writes for x [M, K]; 0 when M fits one tile,
 // which reads x as it is, or from kInt4RowVecMinRows (rowvec_gemm packs its own).
 int64_t int4_bf16_panel_elems(int64_t M, int64_t K) {
-  return M > kInt4Bf16TileRows && M < kInt4RowVecMinRows ? panel_elems(M, K, kInt4Bf16TileRows, 32) : 0;
+  return M > kInt4Bf16TileRows && M < kInt4RowVecMinRows ? panel_elems(M, K, rows_per_tile(M), 32) : 0;
 }
 
-// x [M, K] into panels of kInt4Bf16TileRows rows (pack_panels; K is a multiple of the group,
-// so of 32).
+// x [M, K] into panels of the tiles' rows (pack_panels; K is a multiple of the group, so of 32).
 void int4_bf16_pack_rows(const bf16_t* x, int64_t M, int64_t K, bf16_t* panels) {
-  pack_panels<kInt4Bf16TileRows, 32>(x, K, M, K, panels);
+  with_tile_rows_5_to_8(M, [&](auto rows) { pack_panels<decltype(rows)::value, 32>(x, K, M, K, panels); });
 }
 
-// out [M, N] columns [n_begin, n_end). M <= R: x as it is, weights decoded in registers.
-// M > R: x_panels from int4_bf16_pack_rows, and C columns at a time decoded into a scratch
-// tile of the calling thread.
+// Columns [n_begin, n_end), C at a time, against every R-row panel in turn (the C columns'
+// packed bytes, R * C * 16 per chunk, come back from L1 for the next panel).
+template <int R, int C, typename T>
+static void int4_bf16_tiles(const bf16_t* x_panels, int64_t M, const Int4Weight& w, int64_t N, int64_t n_begin,
+                            int64_t n_end, const float* bias, T* out) {
+  for (int64_t n = n_begin; n < n_end; n += C) {
+    const int c = int(n_end - n < C ? n_end - n : C);
+    for (int64_t m = 0; m < M; m += R)
+      int4_bf16_tile_edge<R, C>(int(M - m < R ? M - m : R), c, Bf16Rows{x_panels + m * w.K, 32, R * 32}, w, N, m, n,
+                                bias, out);
+  }
+}
+
+// out [M, N] columns [n_begin, n_end): x as it is up to 4 rows; then x_panels from
+// int4_bf16_pack_rows; from kInt4RowVecMinRows, rowvec_gemm.
 void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64_t K, const uint8_t* packed,
                        const float* scales, const uint8_t* zeros, int64_t group_size, int64_t N, int64_t n_begin,
                        int64_t n_end, const float* bias, bf16_t* out) {
@@ -182,20 +172,16 @@ void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64
   if (M >= kInt4RowVecMinRows)
     return rowvec_gemm<RowVecBF16>(x, M, K, RowVecStagedInt4{w}, n_begin, n_end,
                                    RowVecFloatEpilogue<bf16_t>{nullptr, bias, out, N});
-  bf16_t* scratch = M > R ? new bf16_t[size_t(C * K)] : nullptr;
-  for (int64_t n = n_begin; n < n_end; n += C) {
-    const int c = int(n_end - n < C ? n_end - n : C);
-    if (M <= R) {
-      int4_bf16_tile_edge<R, C>(int(M), c, Bf16Rows{x, K, 32}, w, nullptr, N, 0, n, bias, out);
-      continue;
-    }
-    int4_bf16_decode_columns(w, n, n + c, scratch);
-    for (int64_t m = 0; m < M; m += R) {
-      const Bf16Rows panel{x_panels + m * K, 32, R * 32};
-      int4_bf16_tile_edge<R, C>(int(M - m < R ? M - m : R), c, panel, w, scratch, N, m, n, bias, out);
-    }
+  if (M <= R) {
+    for (int64_t n = n_begin; n < n_end; n += C)
+      int4_bf16_tile_edge<R, C>(int(M), int(n_end - n < C ? n_end - n : C), Bf16Rows{x, K, 32}, w, N, 0, n, bias,
+                                out);
+    return;
   }
-  delete[] scratch;
+  with_tile_rows_5_to_8(M, [&](auto rows) {
+    constexpr int kRows = decltype(rows)::value;
+    int4_bf16_tiles<kRows, kRows <= 6 ? 4 : 3>(x_panels, M, w, N, n_begin, n_end, bias, out);
+  });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

@@ -182,8 +182,8 @@ void int8_weight_only_i16_cols(const I16Rows& x, int64_t M, int64_t K, const int
 // against 0.61-0.65 at 64, 0.91-0.94 against 0.87-0.90 at 256.
 constexpr int64_t kW8A16RowVecMinRows = 24;
 
-// Below that, dot-product tiles of MR rows x NR columns, MR = 5-8 rows for M = 5-23 (the fewest
-// tiles, the most even), each converting its NR weight vectors (5 operations per 32 weights)
+// Below that, dot-product tiles of MR rows x NR columns, MR = 5-8 rows for M = 5-23
+// (with_tile_rows_5_to_8), each converting its NR weight vectors (5 operations per 32 weights)
 // for MR rows where the 4 x 4 tile converted them for 4; all M rows in one block (their panels
 // stay in L2), so each weight row is read once. Two threads, 4096/11008 weights in L3
 // (2026-11-28), TFLOP/s against the 4 x 4 tile: 0.65-0.76 against 0.56-0.59 at M = 16, 0.54
@@ -209,13 +209,7 @@ static void int8_weight_only_bf16_typed(const bf16_t* x, int64_t M, int64_t K, c
   };
   if (M <= DotBF16S8::kTileM)  // one 4 x 4 tile row (M = 1: the streaming GEMV)
     return dot_gemm_panels<DotBF16S8, DotBF16S8::kTileM, DotBF16S8::kTileN>(x, M, w, n_begin, n_end, K, M, epi);
-  const int64_t tiles = (M + 7) / 8;
-  switch ((M + tiles - 1) / tiles) {
-    case 5: return w8a16_bf16_tiles<5>(x, M, K, w, n_begin, n_end, epi);
-    case 6: return w8a16_bf16_tiles<6>(x, M, K, w, n_begin, n_end, epi);
-    case 7: return w8a16_bf16_tiles<7>(x, M, K, w, n_begin, n_end, epi);
-    default: return w8a16_bf16_tiles<8>(x, M, K, w, n_begin, n_end, epi);
-  }
+  with_tile_rows_5_to_8(M, [&](auto rows) { w8a16_bf16_tiles<decltype(rows)::value>(x, M, K, w, n_begin, n_end, epi); });
 }
 
 void int8_weight_only_bf16_cols(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t N, int64_t n_begin,

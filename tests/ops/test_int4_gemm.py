@@ -60,14 +60,15 @@ def _tolerance(x, packed, scales, zeros, g, b, ref, case=("reference", "cpu", No
 
 @pytest.mark.parametrize("case", backend_cases("int4_mm"))
 @pytest.mark.parametrize("gnk", GROUP_NKS, ids=lambda t: f"g{t[0]}")
-@pytest.mark.parametrize("m", [W4A16_BF16_TILE_MIN_ROWS - 1, W4A16_BF16_TILE_MIN_ROWS, 4, 5, 11, 12,
+@pytest.mark.parametrize("m", [W4A16_BF16_TILE_MIN_ROWS - 1, W4A16_BF16_TILE_MIN_ROWS, 4, 5, 11, 14, 16,
                                W4A16_BF16_ROWVEC_MIN_ROWS - 1, W4A16_BF16_ROWVEC_MIN_ROWS, W4A16_INT16_MAX_ROWS,
                                W4A16_INT16_MAX_ROWS + 1, 300])  # 128: kSgemmMinRows
 def test_bf16_at_each_cpu_path_boundary(case, gnk, m, use_backend):
     """Each side of every switch: on AVX512_BF16 CPUs the int16 GEMV, the vdpbf16ps tiles in
     registers (to 4 rows), from panels of x, then the outer-product GEMM (M = 300: two blocks of
     rows); elsewhere the int16 GEMV, then (g128) the int16 GEMM or the fp32 tiles, then the fp32
-    GEMM path. 11, 12: a full panel of 4 rows after two, and a partial one."""
+    GEMM path. Panels of 5-8 rows (common/dot_tile.h: with_tile_rows_5_to_8): 5 one tile, 11
+    panels of 6 and 5, 14 two of 7, 16 two of 8, 31 three of 8 and one of 7."""
     if case[0] == "triton" and case[1] == "cpu":
         pytest.skip("the Triton interpreter is slow; test_matches_reference covers it")
     g, n, k = gnk
