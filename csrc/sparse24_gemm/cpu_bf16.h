@@ -61,13 +61,13 @@ void sparse24_bf16_dense_rowvec_cols(const bf16_t* x, int64_t M, int64_t K, cons
                           RowVecFloatEpilogue<bf16_t>{nullptr, bias, out, N});
 }
 
-// out [M, N] columns [n_begin, n_end) = x @ W.T + bias, one rounding to bf16. Each calling
-// thread copies x into panels and expands NR rows at a time into its own scratch tile.
-void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
-                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out) {
-  constexpr int MR = DotBF16BF16::kTileM, NR = DotBF16BF16::kTileN, kC = DotBF16BF16::kBytes;
+// Columns [n_begin, n_end), NR weight rows at a time expanded into the scratch tile, against
+// every MR-row panel of x in turn.
+template <int MR, int NR, typename Epi>
+static void sparse24_bf16_tiles(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
+                                int64_t n_begin, int64_t n_end, Epi& epi) {
+  constexpr int kC = DotBF16BF16::kBytes;
   const int64_t kp = round_up(K, kC), row_values = K / 2, row_meta = (K + 7) / 8;
-  auto epi = [&](int64_t m, int64_t n, float acc) { from_float(bias ? acc + bias[n] : acc, out + m * N + n); };
   bf16_t* scratch = new bf16_t[size_t(NR * kp)];
   bf16_t* panels = new bf16_t[size_t(panel_elems(M, K, MR, kC))];
   pack_panels<MR, kC>(x, K, M, K, panels);
@@ -84,6 +84,21 @@ void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_
   }
   delete[] panels;
   delete[] scratch;
+}
+
+// out [M, N] columns [n_begin, n_end) = x @ W.T + bias, one rounding to bf16. Each calling
+// thread copies x into panels and expands NR rows at a time into its own scratch tile. Above 4
+// rows, tiles of 5-8 (with_tile_rows_5_to_8): 1.05-1.2x the 4 x 4 tiles at M = 5, 1.0-1.06x at
+// 16-24 (two threads, Llama-7B's three shapes, A/B runs, 2026-11-28).
+void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_t* values, const uint8_t* meta,
+                              int64_t n_begin, int64_t n_end, int64_t N, const float* bias, bf16_t* out) {
+  auto epi = [&](int64_t m, int64_t n, float acc) { from_float(bias ? acc + bias[n] : acc, out + m * N + n); };
+  if (M <= DotBF16BF16::kTileM)
+    return sparse24_bf16_tiles<DotBF16BF16::kTileM, DotBF16BF16::kTileN>(x, M, K, values, meta, n_begin, n_end, epi);
+  with_tile_rows_5_to_8(M, [&](auto rows) {
+    constexpr int kRows = decltype(rows)::value;
+    sparse24_bf16_tiles<kRows, kRows <= 6 ? 4 : 3>(x, M, K, values, meta, n_begin, n_end, epi);
+  });
 }
 
 }  // namespace bigaccel::BIGACCEL_ISA_NS

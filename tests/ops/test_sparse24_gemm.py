@@ -16,9 +16,10 @@ SPARSE24_BF16_TILE_MIN_ROWS = 4
 SPARSE24_BF16_PAIRS_MIN_ROWS = 32
 SPARSE24_BF16_DENSE_ROWVEC_MIN_ROWS = 128
 # 1, 2: the GEMV with two accumulators a row; 3, 4, 31, 32, 127, 128: each side of the bf16
-# switches; 17: 4 x 4 + 1 (a partial panel on the tile path); 64: the fp32 GEMM's first row;
-# 95: 64 + 31 rows (two row blocks of the pair kernel, the second partial).
-MS = [1, 2, 3, 4, 15, 17, 31, 32, 64, 95, 127, 128]
+# switches; 5, 14, 17, 15: tiles of 5, 7 + 7, 6 + 6 + 5 and 8 + 7 rows on the tile path
+# (with_tile_rows_5_to_8 in csrc/common/dot_tile.h); 64: the fp32 GEMM's first row; 95: 64 + 31
+# rows (two row blocks of the pair kernel, the second partial).
+MS = [1, 2, 3, 4, 5, 14, 15, 17, 31, 32, 64, 95, 127, 128]
 NKS = [(17, 36), (33, 100), (7, 260)]  # odd N; K multiples of 4 but not of 8, 16, 32 or 64
 EPS32 = torch.finfo(torch.float32).eps
 
