@@ -148,39 +148,66 @@ static void dot_gemm(const TA* a, int64_t lda, bool panels, int64_t M, const int
   }
 }
 
-// One row of A against columns [n_begin, n_end) of B, one column at a time: B is then read as
-// one sequential stream (its rows are contiguous), prefetched 8 KiB ahead, where the 1 x NR
-// tile reads NR rows K apart and prefetches the next NR. kU accumulators keep the dot
+// R (1-4) rows of A against columns [n_begin, n_end) of B, one column at a time: B is then read
+// as one sequential stream (its rows are contiguous), prefetched 8 KiB ahead, where an R x NR
+// tile reads NR rows K apart and prefetches the next NR. kU accumulators a row keep the dot
 // products' chains independent. Int8 weights from DRAM, M = 1, Zen 5 (4096/11008 shapes):
 // one thread W8A8 26-31 -> 32-36 GB/s and W8A16 bf16 24-28 -> 28-33; two threads ahead in 8
 // of 9 back-to-back pairs (by 5-20%, the bandwidth moving between 38 and 66 GB/s meanwhile).
-template <class P, typename TA, typename Epi>
-static void dot_gemv_stream(const TA* a, const int8_t* b, int64_t n_begin, int64_t n_end, int64_t K, Epi& epi) {
-  constexpr int kC = P::kBytes, kU = 4;
+template <class P, int R, typename TA, typename Epi>
+static void dot_gemv_stream(const TA* a, int64_t lda, const int8_t* b, int64_t n_begin, int64_t n_end, int64_t K,
+                            Epi& epi) {
+  constexpr int kC = P::kBytes, kU = R == 1 ? 4 : 2;
   constexpr int64_t dist = 8192;
   for (int64_t n = n_begin; n < n_end; ++n) {
     const int8_t* row = b + n * K;
-    typename P::Acc acc[kU];
-    for (int u = 0; u < kU; ++u) acc[u] = P::zero();
+    typename P::Acc acc[R][kU];
+    for (int r = 0; r < R; ++r)
+      for (int u = 0; u < kU; ++u) acc[r][u] = P::zero();
     int64_t k = 0;
     for (; k + kU * kC <= K; k += kU * kC) {
       prefetch_l2(row + k + dist, kU * kC);
-      for (int u = 0; u < kU; ++u) acc[u] = P::dot(acc[u], P::load_a(a + k + u * kC), P::load_b(row + k + u * kC));
+      for (int u = 0; u < kU; ++u) {
+        const typename P::B vb = P::load_b(row + k + u * kC);
+        for (int r = 0; r < R; ++r) acc[r][u] = P::dot(acc[r][u], P::load_a(a + r * lda + k + u * kC), vb);
+      }
     }
-    for (; k + kC <= K; k += kC) acc[0] = P::dot(acc[0], P::load_a(a + k), P::load_b(row + k));
-    if (k < K) acc[1] = P::dot(acc[1], P::load_a(a + k, int(K - k)), P::load_b(row + k, int(K - k)));
-    epi(0, n, P::reduce(P::add(P::add(acc[0], acc[1]), P::add(acc[2], acc[3]))));
+    for (; k + kC <= K; k += kC) {
+      const typename P::B vb = P::load_b(row + k);
+      for (int r = 0; r < R; ++r) acc[r][0] = P::dot(acc[r][0], P::load_a(a + r * lda + k), vb);
+    }
+    if (k < K) {
+      const typename P::B vb = P::load_b(row + k, int(K - k));
+      for (int r = 0; r < R; ++r) acc[r][1] = P::dot(acc[r][1], P::load_a(a + r * lda + k, int(K - k)), vb);
+    }
+    for (int r = 0; r < R; ++r) {
+      typename P::Acc sum = P::add(acc[r][0], acc[r][1]);
+      if constexpr (kU == 4) sum = P::add(sum, P::add(acc[r][2], acc[r][3]));
+      epi(r, n, P::reduce(sum));
+    }
   }
 }
 
 // dot_gemm over A [M, K] (row stride K) copied into panels first, by each calling thread
-// (the copy is M * K elements against M * K * (columns) multiply-adds); up to MR rows, one
-// tile reads the rows as stored; one row, dot_gemv_stream.
+// (the copy is M * K elements against M * K * (columns) multiply-adds); up to 4 rows,
+// dot_gemv_stream or (x past 32 KiB) tiles that read the rows as stored.
 template <class P, int MR, int NR, typename TA, typename Epi>
 static void dot_gemm_panels(const TA* a, int64_t M, const int8_t* b, int64_t n_begin, int64_t n_end, int64_t K,
                             int64_t mc, Epi& epi) {
-  if (M == 1) return dot_gemv_stream<P>(a, b, n_begin, n_end, K, epi);
-  if (M <= MR) return dot_gemm<P, MR, NR>(a, K, false, M, b, K, n_begin, n_end, K, mc, epi);
+  // Up to 4 rows whose x stays in L1 (32 KiB of its 48) beside the weight stream, the streaming
+  // GEMV: int8 weights beyond L3, two threads, Zen 5 (2026-11-28): W8A8 M = 2-4 at K = 4096
+  // 52-63 GB/s against 43-50 for the tile row; W8A16 fp32 M = 2 59-60 against 44-52, bf16 M = 2
+  // 62-64 against 50-56. With more x (K = 11008 from 3 rows of int8, 2 of bf16; fp32 from 3
+  // rows at K = 4096) the tile row, which reads each x vector once per 4 columns, kept 49-59
+  // against 13-45.
+  if (M <= 4 && M * K * int64_t(sizeof(TA)) > 32 * 1024 && M > 1)
+    return dot_gemm<P, MR, NR>(a, K, false, M, b, K, n_begin, n_end, K, mc, epi);
+  switch (M) {
+    case 1: return dot_gemv_stream<P, 1>(a, K, b, n_begin, n_end, K, epi);
+    case 2: return dot_gemv_stream<P, 2>(a, K, b, n_begin, n_end, K, epi);
+    case 3: return dot_gemv_stream<P, 3>(a, K, b, n_begin, n_end, K, epi);
+    case 4: return dot_gemv_stream<P, 4>(a, K, b, n_begin, n_end, K, epi);
+  }
   TA* panels = new TA[size_t(panel_elems(M, K, MR, P::kBytes))];
   pack_panels<MR, P::kBytes>(a, K, M, K, panels);
   dot_gemm<P, MR, NR>(panels, K, true, M, b, K, n_begin, n_end, K, mc, epi);

@@ -96,13 +96,14 @@ def _w8a16_tolerance(case, x, w, w_scale, b, ref):
 
 @pytest.mark.parametrize("activation", ["none", "gelu_tanh"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("m,k", [(W8A8_VNNI_MIN_ROWS - 1, 4201), (W8A8_VNNI_MIN_ROWS, 4201), (17, 130),
+@pytest.mark.parametrize("m,k", [(4, 4201), (3, 11001), (W8A8_VNNI_MIN_ROWS - 1, 4201), (W8A8_VNNI_MIN_ROWS, 4201), (17, 130),
                                  (W8A8_INT_MM_MIN_ROWS - 1, 4201), (W8A8_INT_MM_MIN_ROWS, 130),
                                  (W8A8_INT_MM_MIN_ROWS, 4201), (W8A8_TILE_MAX_ROWS - 1, 130),
                                  (W8A8_TILE_MAX_ROWS, 130), (300, 1031)])
 @pytest.mark.parametrize("case", [pytest.param(("cpu", "cpu", isa), id=f"cpu-{isa}") for isa in supported_isas()])
 def test_w8a8_cpu_on_each_side_of_each_path_switch(case, m, k, dtype, activation, use_backend):
-    """The register tiles below each switch; above it, the AVX-512 GEMM (rows in 16-row blocks,
+    """Up to 4 rows the streaming GEMV, or the tile row once x passes 32 KiB (M = 3 at K =
+    11001); the register tiles below each switch; above it, the AVX-512 GEMM (rows in 16-row blocks,
     k in chunks of 1024 bytes, columns in blocks of 96, rows in blocks of 256: M = 300 crosses
     one) or, on the other tiers, torch._int_mm's exact sums. Every path applies the reference's
     epilogue in its order (no fma contraction), so each gives the reference's bits (N = 2100:
@@ -117,6 +118,22 @@ def test_w8a8_cpu_on_each_side_of_each_path_switch(case, m, k, dtype, activation
         assert torch.equal(out, ref)
     else:
         assert (out.double() - ref.double()).abs().max() <= 4 * torch.finfo(dtype).eps * ref.double().abs().max()
+
+
+@pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("m,k", [(2, 4000), (4, 4000), (2, 16411), (4, 16411)])
+def test_w8a16_streaming_gemv_and_the_tile_row(case, dtype, m, k, use_backend):
+    """Up to 4 rows, CPU kernels stream one weight row at a time while x fits 32 KiB (M * K *
+    element size; common/dot_tile.h: dot_gemm_panels), else run one row of tiles."""
+    backend, device, isa = case
+    if backend == "triton" and device == "cpu":
+        pytest.skip("too large for the Triton interpreter")
+    use_backend(backend, isa)
+    x, w, w_scale, b = _data(m, 37, k, dtype, seed=m + k)
+    out = bigaccel.ops.int8_weight_only_linear(x.to(device), w.to(device), w_scale.to(device), b.to(device)).cpu()
+    ref = reference.int8_weight_only_mm(x, w, w_scale, b)
+    assert torch.all((out.double() - ref.double()).abs() <= _w8a16_tolerance(case, x, w, w_scale, b, ref))
 
 
 @pytest.mark.parametrize("case", backend_cases("int8_weight_only_mm"))
