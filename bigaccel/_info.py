@@ -60,7 +60,7 @@ def info() -> dict:
             "isa_detected": cpu.module.detected_isa() if cpu.loaded else None,
             "isa_in_use": cpu.module.active_isa() if cpu.loaded else None,
             "isa_override": os.environ.get("BIGACCEL_CPU_ISA") or None,
-            # vdpbf16ps: the W8A16 bf16 tiles, and torch's bf16 GEMM for the large-M weight-only and 2:4 paths
+            # vdpbf16ps: the bf16 tiles and outer-product GEMMs of W8A16, W4A16 and 2:4 with bf16 activations
             "avx512_bf16": bool(cpu.module.has_avx512_bf16()) if cpu.loaded and hasattr(cpu.module, "has_avx512_bf16")
             else False,
             "threads": torch.get_num_threads(),

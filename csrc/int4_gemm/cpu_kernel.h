@@ -4,7 +4,7 @@
 // holding k = 2j (low nibble) and k = 2j+1 (high nibble); fp32 scales and uint8 zero
 // points [N, K/G] (zero 8 when symmetric). w[n][k] = (code - zero) * scale, exact in fp32.
 //
-// Small M (<= kInt4FusedMaxRows): GEMV. Each column's packed bytes are streamed once,
+// Small M (<= kInt4FusedMaxRows): GEMV (on AVX-512 the table form below). Each column's packed bytes are streamed once,
 //   16 at a time, and unpacked in registers: the low nibbles (and 0xF) and the high ones
 //   (shift, and 0xF), minus the zero point in int8, sign-extended to fp32. That yields
 //   the 32 codes in "nibble order" (the 16 even k, then the 16 odd k), so the caller
@@ -107,6 +107,81 @@ static void int4_gemv_rows(const float* x_nib, const Int4Weight& w, int64_t N, i
   }
 }
 
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+// The same GEMV on AVX-512 with each group's 16 weights (code - zero) * scale in a table of one
+// zmm, the reference's fp32 values: 16 packed bytes widened to dwords index it directly
+// (vpermps reads the low 4 bits: the low nibble as it is, the high one after a shift), so 32
+// weights cost a widening load, a shift and two vpermps for their 2R FMAs, where the widening of
+// code - zero to fp32 took ten operations and each group a flush of its sums. g128 weights
+// beyond L3, two threads, Zen 5 (2026-11-28), GB/s of packed weight against that form: M = 1
+// 36-44 against 15-31, M = 2 28-34 against 13-17, M = 4 22-26 against 7-9.
+constexpr int64_t kInt4F32PrefetchBytes = 8192;  // as the int16 GEMV's (cpu_gemv_avx512.h)
+
+// R rows x C columns (n ..): one column alone streams its row with four chains; more rows take
+// 4 columns at a time, so that each x vector, from L2 once R rows pass L1, serves 4 columns
+// (M = 4, x in L2: 9 GB/s one column at a time).
+template <int R, int C, typename T>
+static void int4_gemv_table_tile(const float* x_nib, const Int4Weight& w, int64_t N, int64_t n, const float* bias,
+                                 T* out) {
+  constexpr int A = R * C == 1 ? 4 : 1;  // chains per accumulator: one row and column needs its own
+  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const int64_t K = w.K, G = w.G, groups = w.groups;
+  const uint8_t* rows[C];
+  for (int c = 0; c < C; ++c) rows[c] = w.packed + (n + c) * (K / 2);
+  __m512 acc[R][C][A];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      for (int a = 0; a < A; ++a) acc[r][c][a] = _mm512_setzero_ps();
+  __m512 table[C];
+  // 32 k of every row and column into accumulators a and a + 1 (A = 4) or a.
+  auto chunk = [&](int64_t k, int a) {
+    __m512 even[C], odd[C];
+    for (int c = 0; c < C; ++c) {
+      const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[c] + k / 2)));
+      even[c] = _mm512_permutexvar_ps(d, table[c]);
+      odd[c] = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), table[c]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512 xe = _mm512_loadu_ps(x_nib + r * K + k), xo = _mm512_loadu_ps(x_nib + r * K + k + 16);
+      for (int c = 0; c < C; ++c) {
+        acc[r][c][a] = _mm512_fmadd_ps(xe, even[c], acc[r][c][a]);
+        acc[r][c][a + (A > 1)] = _mm512_fmadd_ps(xo, odd[c], acc[r][c][a + (A > 1)]);
+      }
+    }
+  };
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int c = 0; c < C; ++c)
+      table[c] = _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(float(w.zero_code(n + c, g)))),
+                               _mm512_set1_ps(w.scales[(n + c) * groups + g]));
+    const int64_t end = (g + 1) * G;
+    int64_t k = g * G;
+    for (; k + 2 * kInt4NibbleChunk <= end; k += 2 * kInt4NibbleChunk) {
+      if ((k & 127) == 0)
+        for (int c = 0; c < C; ++c) __builtin_prefetch(rows[c] + k / 2 + kInt4F32PrefetchBytes, 0, 2);
+      chunk(k, 0);
+      chunk(k + kInt4NibbleChunk, A == 4 ? 2 : 0);
+    }
+    if (k < end) chunk(k, 0);  // groups of 32
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      __m512 sum = acc[r][c][0];
+      for (int a = 1; a < A; ++a) sum = _mm512_add_ps(sum, acc[r][c][a]);
+      const float v = _mm512_reduce_add_ps(sum);
+      from_float(bias ? v + bias[n + c] : v, out + r * N + n + c);
+    }
+}
+
+template <int R, typename T>
+static void int4_gemv_rows_table(const float* x_nib, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
+                                 const float* bias, T* out) {
+  constexpr int C = R == 1 ? 1 : 4;
+  int64_t n = n_begin;
+  for (; n + C <= n_end; n += C) int4_gemv_table_tile<R, C>(x_nib, w, N, n, bias, out);
+  for (; n < n_end; ++n) int4_gemv_table_tile<R, 1>(x_nib, w, N, n, bias, out);
+}
+#endif
+
 // Dequantizes columns [n0, n1) into tile[(n - n0) * K + k'], k' in nibble order (x is too).
 static void int4_dequantize_columns(const Int4Weight& w, int64_t n0, int64_t n1, float* tile) {
   constexpr int W = VecF::kWidth, V = kInt4CodeVecs;
@@ -162,6 +237,14 @@ static void int4_mm_typed(const float* x, int64_t M, const Int4Weight& w, int64_
                           const float* bias, float* scratch, T* out) {
   const int64_t K = w.K;
   if (M <= kInt4FusedMaxRows) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+    switch (M) {
+      case 1: return int4_gemv_rows_table<1>(x, w, N, n_begin, n_end, bias, out);
+      case 2: return int4_gemv_rows_table<2>(x, w, N, n_begin, n_end, bias, out);
+      case 3: return int4_gemv_rows_table<3>(x, w, N, n_begin, n_end, bias, out);
+      default: return int4_gemv_rows_table<4>(x, w, N, n_begin, n_end, bias, out);
+    }
+#endif
     switch (M) {
       case 1: return int4_gemv_rows<1>(x, w, N, n_begin, n_end, bias, out);
       case 2: return int4_gemv_rows<2>(x, w, N, n_begin, n_end, bias, out);

@@ -7,7 +7,7 @@ from bigaccel import reference
 from tests.conftest import backend_cases, cpu_bf16_kernels, int16_activation_error
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-MS = [1, 2, 3, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 200: the dequantize + fp32 GEMM path (M >= 128)
+MS = [1, 2, 3, 4, 5, 17, 64, 200]  # 2, 5: the CUDA GEMV's row counts (1, 2, 4, 8); 4: the CPU GEMV's last; 200: the dequantize + fp32 GEMM path (M >= 128)
 # bf16/fp16 x on x86 is held as int16 up to M = 4 (the GEMV) and, with groups of 128, up to
 # this many rows (kW4A16Int16MaxRows in csrc/int4_gemm/cpu.cpp: the blocked GEMM).
 W4A16_INT16_MAX_ROWS = 127
