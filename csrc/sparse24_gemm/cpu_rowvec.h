@@ -25,6 +25,7 @@ constexpr int64_t kS24Rows = 64;                      // rows per block of x: on
 constexpr int64_t kS24Groups = 16;                    // groups per chunk of k (even: whole metadata bytes)
 constexpr int64_t kS24NB = 96;                        // columns per block
 constexpr int kS24MaxNR = 8;
+static_assert(kS24NB <= kRowVecNB, "rowvec_finish takes at most kRowVecNB columns");
 
 // Per metadata byte (two groups): the byte offsets of both groups' pair vectors from the first
 // group's 6: the low group's in the low 32 bits, the high group's (6 vectors further) in the
