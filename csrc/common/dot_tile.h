@@ -200,7 +200,7 @@ static void dot_gemm_panels(const TA* a, int64_t M, const int8_t* b, int64_t n_b
   // 62-64 against 50-56. With more x (K = 11008 from 3 rows of int8, 2 of bf16; fp32 from 3
   // rows at K = 4096) the tile row, which reads each x vector once per 4 columns, kept 49-59
   // against 13-45.
-  if (M <= 4 && M * K * int64_t(sizeof(TA)) > 32 * 1024 && M > 1)
+  if (M > 1 && M <= 4 && M * K * int64_t(sizeof(TA)) > 32 * 1024)
     return dot_gemm<P, MR, NR>(a, K, false, M, b, K, n_begin, n_end, K, mc, epi);
   switch (M) {
     case 1: return dot_gemv_stream<P, 1>(a, K, b, n_begin, n_end, K, epi);
@@ -214,13 +214,21 @@ static void dot_gemm_panels(const TA* a, int64_t M, const int8_t* b, int64_t n_b
   delete[] panels;
 }
 
-// Calls f(std::integral_constant<int, R>) with the rows per tile for M > 4 rows in tiles of at
-// most 8: the fewest tiles, the most even (R = 5-8). Tiles of 8 rows convert or decode each
-// weight vector for twice the rows of a 4-row tile.
+// Rows per tile for M > 4 rows in tiles of at most 8: the fewest tiles, the most even (5-8).
+// Tiles of 8 rows convert or decode each weight vector for twice the rows of a 4-row tile.
+static inline int tile_rows_5_to_8(int64_t M) {
+  const int64_t tiles = (M + 7) / 8;
+  return int((M + tiles - 1) / tiles);
+}
+
+// Columns per tile of that many bf16 rows: rows * columns accumulators, the columns' weight
+// vectors, a vector of x and the weights' temporaries within 32 zmm.
+constexpr int tile_cols_for_rows(int rows) { return rows <= 6 ? 4 : 3; }
+
+// Calls f(std::integral_constant<int, R>) with R = tile_rows_5_to_8(M).
 template <typename F>
 static void with_tile_rows_5_to_8(int64_t M, F&& f) {
-  const int64_t tiles = (M + 7) / 8;
-  switch ((M + tiles - 1) / tiles) {
+  switch (tile_rows_5_to_8(M)) {
     case 5: return f(std::integral_constant<int, 5>{});
     case 6: return f(std::integral_constant<int, 6>{});
     case 7: return f(std::integral_constant<int, 7>{});

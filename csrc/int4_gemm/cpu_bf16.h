@@ -35,11 +35,9 @@ constexpr int64_t kInt4Bf16PrefetchBytes = 8192;
 // The 16 bf16 weights of codes 0..15 of one group, in the low 256 bits (vpermw reads 5 index
 // bits; the codes never reach the upper 16 entries).
 static inline __m512i int4_bf16_table(float scale, int zero) {
-  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  // (c - zero) is exact and the product is the reference's fp32 dequantization; then one
-  // rounding to nearest even (vcvtneps2bf16 treats denormal inputs as zero).
-  const __m512 w = _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(float(zero))), _mm512_set1_ps(scale));
-  return _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(w));
+  // int4_f32_table's reference weights, each rounded once to nearest even (vcvtneps2bf16 treats
+  // denormal inputs as zero).
+  return _mm512_castsi256_si512((__m256i)_mm512_cvtneps_pbh(int4_f32_table(scale, zero)));
 }
 
 // 16 packed bytes (k .. k + 31) as 32 bf16 weights in k order.
@@ -111,8 +109,9 @@ static void int4_bf16_tile_edge(int r, int c, Bf16Rows x, const Int4Weight& w, i
 // for every larger M. Two threads, Llama-7B's three shapes, g128, weights in L3 or DRAM
 // (2026-11-28), TFLOP/s against the tiles above (4 x 4 then; the 5-8-row tiles: 0.61-0.74 at
 // M = 24, 0.62-0.70 at 31) and, from M = 48, torch's bf16 GEMM over blocks dequantized to bf16:
-// 0.59-0.62 against 0.58-0.64 at M = 24, 0.80-0.83 against 0.59-0.62 at 32, 0.81-0.88 against 0.54-0.55 at 64 (1.26-1.35x bf16 F.linear), 0.90-0.95 against
-// 0.78-0.81 at 256 (0.99-1.07x bf16 F.linear).
+// 0.59-0.62 against 0.58-0.64 at M = 24, 0.80-0.83 against 0.59-0.62 at 32, 0.81-0.88 against
+// 0.54-0.55 at 64 (1.26-1.35x bf16 F.linear), 0.90-0.95 against 0.78-0.81 at 256 (0.99-1.07x
+// bf16 F.linear).
 constexpr int64_t kInt4RowVecMinRows = 32;
 
 // An int4 weight staged as bf16 for rowvec_gemm: each group's codes through its table, so the
@@ -133,16 +132,10 @@ struct RowVecStagedInt4 {
   }
 };
 
-static int64_t rows_per_tile(int64_t M) {
-  int64_t r = 0;
-  with_tile_rows_5_to_8(M, [&](auto rows) { r = decltype(rows)::value; });
-  return r;
-}
-
 // Elements of the panels int4_bf16_pack_rows writes for x [M, K]; 0 when M fits one tile,
 // which reads x as it is, or from kInt4RowVecMinRows (rowvec_gemm packs its own).
 int64_t int4_bf16_panel_elems(int64_t M, int64_t K) {
-  return M > kInt4Bf16TileRows && M < kInt4RowVecMinRows ? panel_elems(M, K, rows_per_tile(M), 32) : 0;
+  return M > kInt4Bf16TileRows && M < kInt4RowVecMinRows ? panel_elems(M, K, tile_rows_5_to_8(M), 32) : 0;
 }
 
 // x [M, K] into panels of the tiles' rows (pack_panels; K is a multiple of the group, so of 32).
@@ -181,7 +174,7 @@ void int4_mm_bf16_cols(const bf16_t* x, const bf16_t* x_panels, int64_t M, int64
   }
   with_tile_rows_5_to_8(M, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
-    int4_bf16_tiles<kRows, kRows <= 6 ? 4 : 3>(x_panels, M, w, N, n_begin, n_end, bias, out);
+    int4_bf16_tiles<kRows, tile_cols_for_rows(kRows)>(x_panels, M, w, N, n_begin, n_end, bias, out);
   });
 }
 

@@ -4,8 +4,8 @@
 // holding k = 2j (low nibble) and k = 2j+1 (high nibble); fp32 scales and uint8 zero
 // points [N, K/G] (zero 8 when symmetric). w[n][k] = (code - zero) * scale, exact in fp32.
 //
-// Small M (<= kInt4FusedMaxRows): GEMV (on AVX-512 the table form below). Each column's packed bytes are streamed once,
-//   16 at a time, and unpacked in registers: the low nibbles (and 0xF) and the high ones
+// Small M (<= kInt4FusedMaxRows): GEMV (on AVX-512, the table form below). Each column's
+//   packed bytes are streamed once, 16 at a time, and unpacked in registers: the low nibbles (and 0xF) and the high ones
 //   (shift, and 0xF), minus the zero point in int8, sign-extended to fp32. That yields
 //   the 32 codes in "nibble order" (the 16 even k, then the 16 odd k), so the caller
 //   passes x permuted the same way once, instead of every weight being shuffled back
@@ -117,6 +117,13 @@ static void int4_gemv_rows(const float* x_nib, const Int4Weight& w, int64_t N, i
 // 36-44 against 15-31, M = 2 28-34 against 13-17, M = 4 22-26 against 7-9.
 constexpr int64_t kInt4F32PrefetchBytes = 8192;  // as the int16 GEMV's (cpu_gemv_avx512.h)
 
+// The 16 weights (code - zero) * scale of one group, codes 0..15: (c - zero) is exact and the
+// product is the reference's fp32 dequantization.
+static inline __m512 int4_f32_table(float scale, int zero) {
+  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  return _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(float(zero))), _mm512_set1_ps(scale));
+}
+
 // R rows x C columns (n ..): one column alone streams its row with four chains; more rows take
 // 4 columns at a time, so that each x vector, from L2 once R rows pass L1, serves 4 columns
 // (M = 4, x in L2: 9 GB/s one column at a time).
@@ -124,7 +131,6 @@ template <int R, int C, typename T>
 static void int4_gemv_table_tile(const float* x_nib, const Int4Weight& w, int64_t N, int64_t n, const float* bias,
                                  T* out) {
   constexpr int A = R * C == 1 ? 4 : 1;  // chains per accumulator: one row and column needs its own
-  const __m512 codes = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const int64_t K = w.K, G = w.G, groups = w.groups;
   const uint8_t* rows[C];
   for (int c = 0; c < C; ++c) rows[c] = w.packed + (n + c) * (K / 2);
@@ -150,9 +156,7 @@ static void int4_gemv_table_tile(const float* x_nib, const Int4Weight& w, int64_
     }
   };
   for (int64_t g = 0; g < groups; ++g) {
-    for (int c = 0; c < C; ++c)
-      table[c] = _mm512_mul_ps(_mm512_sub_ps(codes, _mm512_set1_ps(float(w.zero_code(n + c, g)))),
-                               _mm512_set1_ps(w.scales[(n + c) * groups + g]));
+    for (int c = 0; c < C; ++c) table[c] = int4_f32_table(w.scales[(n + c) * groups + g], w.zero_code(n + c, g));
     const int64_t end = (g + 1) * G;
     int64_t k = g * G;
     for (; k + 2 * kInt4NibbleChunk <= end; k += 2 * kInt4NibbleChunk) {
@@ -181,6 +185,17 @@ static void int4_gemv_rows_table(const float* x_nib, const Int4Weight& w, int64_
   for (; n < n_end; ++n) int4_gemv_table_tile<R, 1>(x_nib, w, N, n, bias, out);
 }
 #endif
+
+// The GEMV of this ISA: the table form on AVX-512, the widening form below it.
+template <int R, typename T>
+static void int4_gemv(const float* x_nib, const Int4Weight& w, int64_t N, int64_t n_begin, int64_t n_end,
+                      const float* bias, T* out) {
+#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
+  int4_gemv_rows_table<R>(x_nib, w, N, n_begin, n_end, bias, out);
+#else
+  int4_gemv_rows<R>(x_nib, w, N, n_begin, n_end, bias, out);
+#endif
+}
 
 // Dequantizes columns [n0, n1) into tile[(n - n0) * K + k'], k' in nibble order (x is too).
 static void int4_dequantize_columns(const Int4Weight& w, int64_t n0, int64_t n1, float* tile) {
@@ -237,19 +252,11 @@ static void int4_mm_typed(const float* x, int64_t M, const Int4Weight& w, int64_
                           const float* bias, float* scratch, T* out) {
   const int64_t K = w.K;
   if (M <= kInt4FusedMaxRows) {
-#if BIGACCEL_VEC_LEVEL == BIGACCEL_ISA_AVX512
     switch (M) {
-      case 1: return int4_gemv_rows_table<1>(x, w, N, n_begin, n_end, bias, out);
-      case 2: return int4_gemv_rows_table<2>(x, w, N, n_begin, n_end, bias, out);
-      case 3: return int4_gemv_rows_table<3>(x, w, N, n_begin, n_end, bias, out);
-      default: return int4_gemv_rows_table<4>(x, w, N, n_begin, n_end, bias, out);
-    }
-#endif
-    switch (M) {
-      case 1: return int4_gemv_rows<1>(x, w, N, n_begin, n_end, bias, out);
-      case 2: return int4_gemv_rows<2>(x, w, N, n_begin, n_end, bias, out);
-      case 3: return int4_gemv_rows<3>(x, w, N, n_begin, n_end, bias, out);
-      default: return int4_gemv_rows<4>(x, w, N, n_begin, n_end, bias, out);
+      case 1: return int4_gemv<1>(x, w, N, n_begin, n_end, bias, out);
+      case 2: return int4_gemv<2>(x, w, N, n_begin, n_end, bias, out);
+      case 3: return int4_gemv<3>(x, w, N, n_begin, n_end, bias, out);
+      default: return int4_gemv<4>(x, w, N, n_begin, n_end, bias, out);
     }
   }
   for (int64_t n0 = n_begin; n0 < n_end; n0 += kInt4BlockN) {

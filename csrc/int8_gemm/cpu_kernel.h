@@ -191,7 +191,7 @@ constexpr int64_t kW8A16RowVecMinRows = 24;
 template <int MR, typename Epi>
 static void w8a16_bf16_tiles(const bf16_t* x, int64_t M, int64_t K, const int8_t* w, int64_t n_begin, int64_t n_end,
                              Epi& epi) {
-  constexpr int NR = MR <= 6 ? 4 : 3;  // MR * NR accumulators + NR weights + x + temporaries <= 32
+  constexpr int NR = tile_cols_for_rows(MR);
   const int64_t block = std::max<int64_t>(MR, (512 * 1024) / (2 * K) / MR * MR);
   dot_gemm_panels<DotBF16S8, MR, NR>(x, M, w, n_begin, n_end, K, block, epi);
 }

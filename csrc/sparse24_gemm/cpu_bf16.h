@@ -97,7 +97,7 @@ void sparse24_bf16_tiles_cols(const bf16_t* x, int64_t M, int64_t K, const bf16_
     return sparse24_bf16_tiles<DotBF16BF16::kTileM, DotBF16BF16::kTileN>(x, M, K, values, meta, n_begin, n_end, epi);
   with_tile_rows_5_to_8(M, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
-    sparse24_bf16_tiles<kRows, kRows <= 6 ? 4 : 3>(x, M, K, values, meta, n_begin, n_end, epi);
+    sparse24_bf16_tiles<kRows, tile_cols_for_rows(kRows)>(x, M, K, values, meta, n_begin, n_end, epi);
   });
 }
 
